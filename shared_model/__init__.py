@@ -1,0 +1,1 @@
+"""Networks both ends of a call share: keypoint detector, generators, training, evaluation, export, wire format."""

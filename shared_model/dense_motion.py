@@ -1,0 +1,90 @@
+"""Dense motion network: blends K TPS warps and the identity into one flow, and predicts occlusion masks."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .blocks import Hourglass, Up
+from .config import ModelConfig
+from .tps import make_grid, tps_apply, tps_params, warp
+
+
+def keypoint_heatmaps(kp: torch.Tensor, strength: torch.Tensor, h: int, w: int, variance: float) -> torch.Tensor:
+    """One Gaussian map per keypoint, scaled by its strength: (B, P, h, w)."""
+    grid = make_grid(h, w, kp.device, kp.dtype)  # (h, w, 2)
+    d2 = ((grid[None, None] - kp[:, :, None, None, :]) ** 2).sum(-1)
+    return torch.exp(-0.5 * d2 / variance) * strength[:, :, None, None]
+
+
+class DenseMotion(nn.Module):
+    """Predicts, at resolution/motion_scale, K+1 contribution maps and occlusion masks for every generator level.
+
+    The flow itself is composed at full resolution: each TPS mapping is evaluated on the full grid and
+    blended with the upsampled contribution maps, so the warp stays sharp while the network runs small.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        k = cfg.num_tps
+        cin = 3 * (k + 1) + cfg.num_keypoints
+        self.hourglass = Hourglass(cin, cfg.motion_channels)
+        c_last = self.hourglass.out_channels[-1]
+        self.maps = nn.Conv2d(c_last, k + 1, 7, 1, 3)
+        # Occlusion masks: one per generator level. Levels at or below the motion resolution read hourglass
+        # outputs; finer levels come from extra up-blocks.
+        self.levels = len(cfg.gen_channels)
+        motion_res = cfg.resolution // cfg.motion_scale
+        self.level_sizes = [cfg.resolution // 2**i for i in range(self.levels)]  # finest first
+        finer = [s for s in self.level_sizes if s > motion_res]
+        self.extra_up = nn.ModuleList()
+        c = c_last
+        for _ in finer:
+            self.extra_up.append(Up(c, 16))
+            c = 16
+        self.occlusion = nn.ModuleDict()
+        chans = dict(zip([motion_res // 2**i for i in range(len(self.hourglass.out_channels))],
+                         reversed(self.hourglass.out_channels)))
+        chans.update({s: 16 for s in finer})
+        for s in self.level_sizes:
+            self.occlusion[str(s)] = nn.Conv2d(chans[s], 1, 7, 1, 3)
+        self.dropout_p = 0.0
+
+    def forward(self, source: torch.Tensor, kp_src: torch.Tensor, str_src: torch.Tensor,
+                kp_drv: torch.Tensor, str_drv: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        cfg = self.cfg
+        b, _, res, _ = source.shape
+        k, n = cfg.num_tps, cfg.points_per_tps
+        small = res // cfg.motion_scale
+        # Mappings from driving coordinates to source coordinates, one per TPS transform.
+        ctrl = kp_drv.view(b, k, n, 2)
+        params = tps_params(ctrl, kp_src.view(b, k, n, 2))
+        grid_small = make_grid(small, small, source.device, source.dtype).view(-1, 2)
+        mapped_small = tps_apply(params, ctrl, grid_small).view(b, k, small, small, 2)
+        identity_small = grid_small.view(1, 1, small, small, 2).expand(b, 1, -1, -1, -1)
+        mapped_small = torch.cat([identity_small, mapped_small], dim=1)  # (B, K+1, s, s, 2)
+        src_small = F.interpolate(source, size=(small, small), mode="bilinear", align_corners=False, antialias=True)
+        deformed = warp(src_small.repeat_interleave(k + 1, 0), mapped_small.reshape(b * (k + 1), small, small, 2))
+        heat = keypoint_heatmaps(kp_drv, str_drv, small, small, cfg.heatmap_variance) \
+            - keypoint_heatmaps(kp_src, str_src, small, small, cfg.heatmap_variance)
+        feats = self.hourglass(torch.cat([deformed.view(b, -1, small, small), heat], dim=1))
+        logits = self.maps(feats[-1])
+        if self.training and self.dropout_p > 0:
+            keep = (torch.rand(b, k, 1, 1, device=logits.device) > self.dropout_p).to(logits.dtype)
+            logits = logits + torch.log(torch.cat([torch.ones_like(keep[:, :1]), keep], 1).clamp(min=1e-6))
+        maps = torch.softmax(logits, dim=1)
+        # Full-resolution flow from upsampled contribution maps and full-resolution TPS mappings.
+        grid_full = make_grid(res, res, source.device, source.dtype).view(-1, 2)
+        mapped_full = tps_apply(params, ctrl, grid_full).view(b, k, res, res, 2)
+        maps_full = F.interpolate(maps, size=(res, res), mode="bilinear", align_corners=False)
+        flow = maps_full[:, 0, :, :, None] * grid_full.view(1, res, res, 2) \
+            + (maps_full[:, 1:, :, :, None] * mapped_full).sum(1)
+        # Occlusion masks, finest first.
+        by_size = {f.shape[-1]: f for f in feats}
+        x = feats[-1]
+        for block in self.extra_up:
+            x = block(x)
+            by_size[x.shape[-1]] = x
+        occlusion = [torch.sigmoid(self.occlusion[str(s)](by_size[s])) for s in self.level_sizes]
+        return {"flow": flow, "maps": maps, "occlusion": occlusion}

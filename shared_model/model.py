@@ -1,0 +1,120 @@
+"""The TPS codec model (keypoint detector + generator), its training step, and loading of shipped weights."""
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+from .generator import TPSGenerator
+from .keypoints import KeypointDetector
+from .losses import LossWeights, reconstruction_loss, warp_loss
+from .tps import RandomTPS
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+#: The model named when none is given.
+DEFAULT_MODEL = "tps"
+
+
+class TPSModel(nn.Module):
+    """Keypoint detector (sender side) and TPS generator (receiver side) trained together."""
+
+    kind = "tps"
+
+    def __init__(self, cfg: ModelConfig, meta: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.meta = dict(meta or {})
+        self.detector = KeypointDetector(cfg)
+        self.generator = TPSGenerator(cfg)
+
+    @property
+    def model_id(self) -> str:
+        """Name of the weights, carried in every wire message (e.g. ``tps`` or ``tps-grid_s1``)."""
+        return self.meta.get("id", "untrained")
+
+    @property
+    def version(self) -> str:
+        """Short hash of the weights: both ends of a call must hold the same."""
+        return self.meta.get("version", "0")
+
+    def reconstruct(self, source: torch.Tensor, driving: torch.Tensor) -> torch.Tensor:
+        """Rebuild ``driving`` from ``source`` through the keypoints (evaluation helper)."""
+        kp_s, st_s = self.detector(source)
+        kp_d, st_d = self.detector(driving)
+        return self.generator(source, kp_s, st_s, kp_d, st_d)["prediction"]
+
+    def training_losses(self, source: torch.Tensor, driving: torch.Tensor,
+                        weights: LossWeights) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """All loss terms for a batch, and the prediction."""
+        kp_s, st_s = self.detector(source)
+        kp_d, st_d = self.detector(driving)
+        out = self.generator(source, kp_s, st_s, kp_d, st_d)
+        losses = reconstruction_loss(out["prediction"], driving, weights)
+        if weights.equivariance:
+            tps = RandomTPS(driving.shape[0], device=driving.device)
+            kp_t, _ = self.detector(tps.warp_image(driving))
+            losses["equivariance"] = weights.equivariance * (tps.transform_points(kp_t) - kp_d).abs().mean()
+        if weights.warp:
+            drv_feats = self.generator.encoder(driving)
+            occ = out["occlusion"]
+            losses["warp"] = weights.warp * warp_loss(out["warped_feats"], [f * o for f, o in zip(drv_feats, occ)])
+        return losses, out["prediction"]
+
+
+def weights_version(state: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha1()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:10]
+
+
+def save_model(model: TPSModel, path: str | Path, model_id: str, extra: dict[str, Any] | None = None) -> dict:
+    """Write the shipped format: fp16 weights, config and meta (id, version, training notes)."""
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    meta = {**model.meta, **(extra or {}), "id": model_id, "kind": model.kind, "version": weights_version(state)}
+    buf = io.BytesIO()
+    torch.save({"config": model.cfg.to_dict(), "meta": meta, "state": state}, buf)
+    Path(path).write_bytes(buf.getvalue())
+    return meta
+
+
+def available_models() -> list[str]:
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.pt"))
+
+
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    """A shipped model name (``tps``, ``tps-grid_s1``) or a file path, to the weights file."""
+    path = Path(name_or_path)
+    if path.suffix == ".pt" and path.is_file():
+        return path
+    shipped = WEIGHTS_DIR / f"{name_or_path}.pt"
+    if shipped.is_file():
+        return shipped
+    raise FileNotFoundError(f"no model {str(name_or_path)!r}: not a weights file, and not one of the shipped "
+                            f"models {available_models()}")
+
+
+def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.device = "cpu") -> TPSModel:
+    """Load shipped weights or a file written by ``save_model`` or a training checkpoint, in eval mode."""
+    path = resolve_model_path(name_or_path)
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if "model" in blob:  # a training checkpoint
+        blob = blob["model"]
+    model = TPSModel(ModelConfig.from_dict(blob["config"]), blob.get("meta"))
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state"].items()})
+    return model.to(device).eval()
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """``auto`` gives CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda asked for, but torch sees no CUDA GPU")
+    return torch.device(requested)

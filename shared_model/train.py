@@ -1,0 +1,221 @@
+"""Train the codec model: ``python -m shared_model.train --data CACHE --out RUN [options]``.
+
+CACHE is a folder written by ``python -m shared_model.data``. The run folder receives ``checkpoint.pt``
+(resumable), ``model.pt`` (shipped format, fp16), ``metrics.jsonl`` and validation grids ``val_STEP.png``.
+Options may also come from a JSON file (``--config FILE``, keys as the long flags with underscores); flags
+given on the command line win.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .config import ModelConfig
+from .data import FrameCache, PairSampler
+from .losses import LossWeights
+from .metrics import psnr
+from .model import TPSModel, load_model, pick_device, save_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainOptions:
+    data: list[str] = field(default_factory=list)
+    out: str = "runs/tps"
+    model_id: str = "tps"
+    init: str | None = None  # weights to start from (fine-tuning)
+    steps: int = 3000
+    batch: int = 8
+    lr: float = 4e-4
+    resolution: int | None = None  # default: the cache's
+    seed: int = 0
+    device: str = "auto"
+    val_every: int = 250
+    val_pairs: int = 32
+    save_every: int = 100
+    time_limit_min: float | None = None  # stop (and save) after this many minutes
+    dropout_until: float = 0.2  # TPS dropout during this share of the steps
+    threads: int | None = None
+
+
+def load_caches(paths: list[str]) -> list[tuple[FrameCache, list[dict], list[dict]]]:
+    caches = []
+    for p in paths:
+        cache = FrameCache.load(p)
+        caches.append((cache, cache.split(held_out=False), cache.split(held_out=True)))
+    return caches
+
+
+def validation_pairs(caches, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed held-out pairs: the first frame of each held-out clip against evenly spaced later frames."""
+    clips = [(cache, c) for cache, _, held in caches for c in held] or [(cache, c) for cache, train, _ in caches for c in train]
+    per_clip = max(1, math.ceil(count / len(clips)))
+    src, drv = [], []
+    for cache, clip in clips:
+        frames = cache.clip_frames(clip)
+        for j in (np.arange(1, per_clip + 1) * len(frames) // (per_clip + 1)):
+            src.append(frames[0])
+            drv.append(frames[j])
+    idx = np.linspace(0, len(src) - 1, min(count, len(src))).round().astype(int)
+    to_t = lambda a: torch.from_numpy(np.stack([a[i] for i in idx])).permute(0, 3, 1, 2).float() / 255.0
+    return to_t(src), to_t(drv)
+
+
+def save_grid(path: Path, source: torch.Tensor, driving: torch.Tensor, prediction: torch.Tensor, rows: int = 6) -> None:
+    """PNG with one row per pair: source | driving | prediction."""
+    n = min(rows, source.shape[0])
+    tiles = torch.cat([torch.cat([source[i], driving[i], prediction[i]], dim=2) for i in range(n)], dim=1)
+    img = (tiles.permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+
+
+@torch.no_grad()
+def validate(model: TPSModel, src: torch.Tensor, drv: torch.Tensor, device: torch.device, batch: int = 8):
+    model.eval()
+    preds = torch.cat([model.reconstruct(src[i:i + batch].to(device), drv[i:i + batch].to(device)).cpu()
+                       for i in range(0, len(src), batch)])
+    model.train()
+    return psnr(preds, drv).mean().item(), psnr(src, drv).mean().item(), preds
+
+
+def lr_at(step: int, opts: TrainOptions) -> float:
+    """Short warm-up, then cosine decay to 5 % of the base rate."""
+    warm = min(100, opts.steps // 20)
+    if step < warm:
+        return opts.lr * (step + 1) / warm
+    t = (step - warm) / max(1, opts.steps - warm)
+    return opts.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: LossWeights = LossWeights()) -> dict:
+    """Run (or resume) training; returns a summary with the first and last losses and the validation PSNR."""
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    torch.manual_seed(opts.seed)
+    random.seed(opts.seed)
+    device = pick_device(opts.device)
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    caches = load_caches(opts.data)
+    res = caches[0][0].frames.shape[1]
+    for cache, _, _ in caches:
+        if cache.frames.shape[1] != res:
+            raise ValueError("all data caches must have the same resolution")
+    if opts.init:
+        model = load_model(opts.init)
+        if model.cfg.resolution != res:
+            raise ValueError(f"--init model is {model.cfg.resolution} px, data is {res} px")
+        model.meta = {"init": str(opts.init)}
+    else:
+        model = TPSModel(model_cfg or ModelConfig(resolution=res))
+    model = model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=opts.lr, betas=(0.5, 0.999))
+    step, elapsed, history = 0, 0.0, []
+    ckpt_path = out / "checkpoint.pt"
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ckpt["model_state"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step, elapsed, history = ckpt["step"], ckpt["elapsed"], ckpt["history"]
+        log.info("resumed from %s at step %d", ckpt_path, step)
+    samplers = [PairSampler(cache, train_clips, seed=opts.seed + step + i) for i, (cache, train_clips, _) in enumerate(caches)]
+    val_src, val_drv = validation_pairs(caches, opts.val_pairs)
+    held_names = [c["name"] for _, _, held in caches for c in held]
+
+    def save() -> None:
+        torch.save({"model_state": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                    "elapsed": elapsed, "history": history, "options": opts.__dict__,
+                    "model": {"config": model.cfg.to_dict(), "meta": {**model.meta, "id": opts.model_id},
+                              "state": model.state_dict()}}, ckpt_path)
+        save_model(model, out / "model.pt", opts.model_id,
+                   {"steps": step, "train_minutes": round(elapsed / 60, 1), "data": [str(d) for d in opts.data],
+                    "device": str(device), "held_out_clips": held_names})
+
+    log_file = (out / "metrics.jsonl").open("a")
+    started = time.time() - elapsed
+    bar = tqdm(total=opts.steps, initial=step, desc="train", dynamic_ncols=True, disable=None)
+    running: dict[str, float] = {}
+    while step < opts.steps:
+        if opts.time_limit_min is not None and elapsed > opts.time_limit_min * 60:
+            log.info("time limit reached at step %d", step)
+            break
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, opts)
+        cut = opts.dropout_until * opts.steps
+        model.generator.dense_motion.dropout_p = 0.1 + 0.2 * step / cut if step < cut else 0.0
+        source, driving = samplers[step % len(samplers)].sample(opts.batch)
+        losses, _ = model.training_losses(source.to(device), driving.to(device), weights)
+        total = sum(losses.values())
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        opt.step()
+        step += 1
+        elapsed = time.time() - started
+        for k, v in losses.items():
+            running[k] = 0.9 * running.get(k, v.item()) + 0.1 * v.item()
+        running["total"] = 0.9 * running.get("total", total.item()) + 0.1 * total.item()
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()})
+        record = {"step": step, "time_s": round(elapsed, 1), "lr": lr_at(step - 1, opts), **{k: v.item() for k, v in losses.items()},
+                  "total": total.item()}
+        if step % opts.val_every == 0 or step == opts.steps:
+            val_psnr, base_psnr, preds = validate(model, val_src, val_drv, device)
+            record.update(val_psnr=val_psnr, val_baseline_psnr=base_psnr)
+            save_grid(out / f"val_{step:06d}.png", val_src, val_drv, preds)
+            bar.write(f"step {step}: validation PSNR {val_psnr:.2f} dB (frozen reference {base_psnr:.2f} dB)")
+            history.append({"step": step, "val_psnr": val_psnr, "val_baseline_psnr": base_psnr, "time_s": round(elapsed, 1)})
+        log_file.write(json.dumps(record) + "\n")
+        log_file.flush()
+        if step % opts.save_every == 0:
+            save()
+    bar.close()
+    save()
+    log_file.close()
+    return {"steps": step, "history": history, "elapsed_s": elapsed}
+
+
+def parse_args(argv: list[str] | None) -> TrainOptions:
+    ap = argparse.ArgumentParser(prog="python -m shared_model.train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", help="JSON file of options")
+    ap.add_argument("--model", default="tps", choices=["tps"], help="which generator to train")
+    ap.add_argument("--data", nargs="+", help="one or more data caches")
+    ap.add_argument("--out")
+    ap.add_argument("--model-id", help="name stored in the weights (and on the wire)")
+    ap.add_argument("--init", help="start from these weights (shipped name or file): fine-tuning")
+    for name in ("steps", "batch", "seed", "val_every", "val_pairs", "save_every", "threads"):
+        ap.add_argument("--" + name.replace("_", "-"), type=int)
+    for name in ("lr", "time_limit_min", "dropout_until"):
+        ap.add_argument("--" + name.replace("_", "-"), type=float)
+    ap.add_argument("--device", choices=["auto", "cuda", "cpu"])
+    args = ap.parse_args(argv)
+    values = json.loads(Path(args.config).read_text()) if args.config else {}
+    values.update({k: v for k, v in vars(args).items() if v is not None and k not in ("config", "model")})
+    opts = TrainOptions(**values)
+    if not opts.data:
+        ap.error("--data is required (here or in --config)")
+    return opts
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    summary = train(parse_args(argv))
+    log.info("done: %d steps in %.1f min", summary["steps"], summary["elapsed_s"] / 60)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

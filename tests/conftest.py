@@ -1,0 +1,24 @@
+"""Shared fixtures: small generated data only (never ../shared)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from shared_model.synthetic import talking_face
+from shared_model.video import write_video
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def face_frames() -> np.ndarray:
+    """60 frames (256 px) of the procedurally animated astronaut face."""
+    return talking_face(frames=60, size=256, seed=1)
+
+
+@pytest.fixture(scope="session")
+def face_video(tmp_path_factory, face_frames) -> str:
+    path = tmp_path_factory.mktemp("clip") / "face.mp4"
+    write_video(path, face_frames, 25.0)
+    return str(path)
