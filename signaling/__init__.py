@@ -1,0 +1,1 @@
+"""Signaling for a call: a websockets server pairing a sender and a receiver per room, and their client."""

@@ -1,0 +1,48 @@
+"""``python -m signaling [--host 127.0.0.1] [--port 8765] [--max-rooms N]``: the signaling server.
+
+Health check: ``GET /healthz`` over plain HTTP. Stops cleanly on SIGINT / SIGTERM.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+
+from .server import SignalingServer, bound_port
+
+log = logging.getLogger("signaling")
+
+
+async def run(host: str, port: int, max_rooms: int) -> None:
+    """Serve until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    server = SignalingServer(max_rooms)
+    async with server.serve(host, port) as ws_server:
+        log.info("signaling on ws://%s:%d (max %d rooms)", host, bound_port(ws_server), max_rooms)
+        await stop.wait()
+        log.info("shutting down (%d rooms open)", len(server.rooms))
+    log.info("stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m signaling", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
+    ap.add_argument("--port", type=int, default=8765, help="TCP port (0: any free port, printed in the log)")
+    ap.add_argument("--max-rooms", type=int, default=100)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        asyncio.run(run(args.host, args.port, args.max_rooms))
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", args.host, args.port, exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
