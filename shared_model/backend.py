@@ -1,0 +1,89 @@
+"""One switch between torch and onnxruntime for the sender's extractor and the receiver's renderer."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from .inference import KeypointExtractor, Renderer
+from .model import DEFAULT_MODEL, TPSModel, load_model, pick_device
+
+if TYPE_CHECKING:
+    from .onnx_backend import OnnxModel
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnx")
+
+
+class Extractor(Protocol):
+    def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class FrameRenderer(Protocol):
+    def render(self, kp: np.ndarray, strength: np.ndarray) -> tuple[np.ndarray, int]: ...
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--model --backend --device --onnx-dir``, the same on both ends."""
+    g = parser.add_argument_group("model")
+    g.add_argument("--model", default=DEFAULT_MODEL, help="shipped model name or weights file (default %(default)s)")
+    g.add_argument("--backend", choices=BACKENDS, default="torch", help="run the networks with torch or onnxruntime")
+    g.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto", help="GPU when present (auto)")
+    g.add_argument("--onnx-dir", help="exported ONNX graphs for --backend onnx (default: exported on first use "
+                                      "to ~/.cache/keypoint-codec/onnx/MODEL-VERSION)")
+
+
+def default_onnx_dir(model: TPSModel) -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "keypoint-codec" / "onnx" / f"{model.model_id}-{model.version}"
+
+
+class Backend:
+    """A loaded model and the way to run it, built from the ``add_model_arguments`` flags."""
+
+    def __init__(self, model: str, backend: str = "torch", device: str = "auto", onnx_dir: str | None = None) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}")
+        self.kind, self.requested_device = backend, device
+        self.device = pick_device(device) if backend == "torch" else pick_device("cpu")
+        self.model = load_model(model, self.device)
+        self.onnx_dir = Path(onnx_dir) if onnx_dir else default_onnx_dir(self.model)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Backend:
+        return cls(args.model, args.backend, args.device, args.onnx_dir)
+
+    def _onnx(self, parts: tuple[str, ...]) -> OnnxModel:
+        from .export import META_FILE, export_model
+        from .onnx_backend import OnnxModel  # onnxruntime only when asked for
+
+        if not (self.onnx_dir / META_FILE).is_file():
+            log.info("no ONNX export of %s yet: exporting to %s (once)", self.model.model_id, self.onnx_dir)
+            # Export beside the target and rename, so a peer starting at the same moment never reads half a folder.
+            tmp = self.onnx_dir.with_name(f"{self.onnx_dir.name}.tmp{os.getpid()}")
+            export_model(self.model, tmp)
+            try:
+                tmp.rename(self.onnx_dir)
+            except OSError:  # the other peer finished first
+                shutil.rmtree(tmp, ignore_errors=True)
+        return OnnxModel(self.onnx_dir, self.model, self.requested_device, parts)
+
+    def extractor(self) -> Extractor:
+        if self.kind == "torch":
+            return KeypointExtractor(self.model, self.device)
+        from .onnx_backend import OnnxKeypointExtractor
+
+        return OnnxKeypointExtractor(self._onnx(("detector",)))
+
+    def renderer(self, references: list[np.ndarray]) -> FrameRenderer:
+        if self.kind == "torch":
+            return Renderer(self.model, references, self.device)
+        from .onnx_backend import OnnxRenderer
+
+        return OnnxRenderer(self._onnx(("detector", "encoder", "generator")), references)
