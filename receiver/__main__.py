@@ -1,0 +1,107 @@
+"""``python -m receiver``: rebuild the sender's face from its keypoints, show it and/or record it.
+
+    python -m receiver --refs ./me --signaling ws://HOST:8765 --room NAME [--record call.mp4] [--display]
+    python -m receiver --refs ./me --input CALL.kpc --record call.mp4       (a file written by sender --output)
+
+Exit status: 0 when the call ended with the sender's bye (or the input file was played to its end) or was
+interrupted, 1 when it was refused or the sender vanished, 2 for bad arguments, references or model.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+from shared_model.aio import Interrupted, stop_on_signals
+from shared_model.backend import Backend, add_model_arguments
+from shared_model.logs import setup_logging
+from shared_model.references import ReferenceError, load_reference_images
+from shared_model.rtc import add_ice_arguments, configuration_from_args
+from shared_model.wire import ModelIdentity, WireError
+from signaling.client import SignalingError
+
+from .call import CallOptions, receive_call, replay_file
+from .display import Display, DisplayUnavailable
+from .session import Expectation, Session
+
+log = logging.getLogger("receiver")
+
+CLEAN_ENDS = ("bye", "end of file", "interrupted")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m receiver", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--refs", required=True, help="folder of reference images of the sender's face")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--signaling", metavar="URL", help="signaling server, e.g. ws://127.0.0.1:8765")
+    src.add_argument("--input", metavar="FILE", help="play a file written by sender --output instead")
+    ap.add_argument("--room", default="default", help="signaling room (default %(default)s)")
+    ap.add_argument("--record", metavar="OUT.mp4", help="record the rebuilt frames on the sender's clock")
+    ap.add_argument("--display", action="store_true", help="show the rebuilt frames in a window")
+    ap.add_argument("--stats-out", metavar="FILE.json", help="write the call's measurements here")
+    ap.add_argument("--idle-timeout", type=float, default=10.0,
+                    help="end the call after this many seconds without a message (default %(default)s)")
+    add_model_arguments(ap)
+    add_ice_arguments(ap)
+    ap.add_argument("-v", "--verbose", action="store_true")
+    return ap.parse_args(argv)
+
+
+def build_session(args: argparse.Namespace) -> Session:
+    """Model, references (precomputed once) and outputs; ValueError / RuntimeError with a clear message."""
+    backend = Backend.from_args(args)
+    model = backend.model
+    refs = load_reference_images(args.refs, model.cfg.resolution)
+    log.info("model %s version %s (%s, %s); %d references: %s", model.model_id, model.version, backend.kind,
+             backend.device, len(refs), ", ".join(name for name, _ in refs))
+    renderer = backend.renderer([image for _, image in refs])
+    display = Display() if args.display else None
+    return Session(renderer, Expectation(ModelIdentity.of(model), model.cfg.resolution), args.record, display)
+
+
+async def run(args: argparse.Namespace) -> int:
+    """The receiver's async entry point."""
+    try:
+        session = build_session(args)
+        rtc = configuration_from_args(args) if args.signaling else None
+    except (ReferenceError, DisplayUnavailable, FileNotFoundError, ValueError, RuntimeError) as exc:
+        log.error("%s", exc)
+        return 2
+    stop = asyncio.Event()
+    with stop_on_signals(stop):
+        try:
+            if args.input:
+                reason = await replay_file(session, args.input)
+            else:
+                reason = await receive_call(session, CallOptions(args.signaling, args.room, rtc, args.idle_timeout),
+                                            stop)
+        except Interrupted:
+            reason = "interrupted"
+        except (SignalingError, RuntimeError, WireError, OSError) as exc:
+            log.error("%s", exc)
+            reason = f"error: {exc}"
+        await session.finish()
+    if session.refusal is not None:
+        reason = f"refused: {session.refusal}"
+    log.info("call ended: %s", reason)
+    report = {"end_reason": reason, **session.report()}
+    log.info("received %d, rendered %d, lost %d frames; latency median %s ms; %s kbps payload, wire %s",
+             report["frames_received"], report["frames_rendered"], report["frames_lost"],
+             report["latency_ms"]["median"], report["payload_kbps"], report["wire_kbps"])
+    if args.stats_out:
+        Path(args.stats_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.stats_out).write_text(json.dumps(report, indent=1))
+    return 0 if reason in CLEAN_ENDS else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging("receiver", args.verbose)
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

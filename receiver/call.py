@@ -1,0 +1,87 @@
+"""The receiver's side of a call (the answerer), and the replay of a call file (``--input``)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from shared_model.aio import unless_stopped
+from shared_model.records import CONTROL, read_records
+from shared_model.rtc import ConnectionWatch, DatagramTap, create_channels
+from shared_model.wire import encode_control
+from signaling.client import SignalingClient
+
+from .session import Session
+
+log = logging.getLogger(__name__)
+
+SETUP_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class CallOptions:
+    signaling: str
+    room: str
+    rtc: RTCConfiguration
+    idle_timeout: float = 10.0
+
+
+async def _idle(session: Session, timeout: float) -> None:
+    """Returns once no message has arrived for ``timeout`` seconds."""
+    while (left := session.last_message + timeout - time.monotonic()) > 0:
+        await asyncio.sleep(min(left, 0.5))
+
+
+async def receive_call(session: Session, opts: CallOptions, stop: asyncio.Event) -> str:
+    """Wait for the sender's offer, run the call until it ends; returns why it ended (``session.finish`` is
+    left to the caller)."""
+    async with SignalingClient(opts.signaling, opts.room, "receiver") as sig:
+        log.info("in room %r: waiting for the sender", opts.room)
+        offer = await unless_stopped(sig.receive("offer"), stop)
+        pc = RTCPeerConnection(opts.rtc)
+        try:
+            keypoints, control = create_channels(pc)
+            watch = ConnectionWatch(pc)
+            keypoints.on("message", session.on_frame)
+
+            @control.on("message")
+            def _on_control(data: str | bytes) -> None:
+                reply = session.on_control(data)
+                if reply is not None and control.readyState == "open":
+                    control.send(reply)
+
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            session.stats.tap = DatagramTap(pc)
+            await sig.send("answer", sdp=pc.localDescription.sdp)
+            await unless_stopped(watch.wait_connected(SETUP_TIMEOUT_S), stop)
+            log.info("connected")
+            session.last_message = time.monotonic()
+            session.start()
+            ends = {"bye": session.bye.wait(), "connection lost": watch.ended.wait(),
+                    "sender left": sig.wait_gone(), "idle timeout": _idle(session, opts.idle_timeout),
+                    "interrupted": stop.wait()}
+            tasks = {name: asyncio.ensure_future(aw) for name, aw in ends.items()}
+            done, _ = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks.values():
+                task.cancel()
+            reason = next(name for name, task in tasks.items() if task in done)
+            if reason == "interrupted" and control.readyState == "open":
+                control.send(encode_control("bye", reason="receiver interrupted"))
+            return reason
+        finally:
+            await pc.close()
+
+
+async def replay_file(session: Session, path: str | Path) -> str:
+    """Render every frame of a call file, in order (no real-time pacing, nothing dropped)."""
+    for kind, payload in read_records(path):
+        if kind == CONTROL:
+            session.on_control(payload)
+        elif (frame := session.check_frame(payload)) is not None:
+            await session.render(frame)
+    return "bye" if session.bye.is_set() else "end of file"

@@ -1,0 +1,176 @@
+"""The receiver's handling of a call's messages: checks, latest-sequence-wins, rendering, recording.
+
+Frame messages are decoded and checked on the event loop; the newest waits in a one-frame slot and is
+rendered in a worker thread. A frame older than one already taken for rendering is dropped, so the screen
+never goes back in time; between frames (and through losses) the last rendered frame stays on screen.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from shared_model.aio import LatestSlot
+from shared_model.backend import FrameRenderer
+from shared_model.wire import (
+    FrameMessage,
+    ModelIdentity,
+    WireError,
+    WireRefused,
+    check_hello,
+    decode_control,
+    decode_frame,
+    encode_control,
+)
+
+from .display import Display
+from .recorder import Recorder
+from .stats import CallStats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What the sender must match: this end's model and resolution."""
+
+    identity: ModelIdentity
+    resolution: int
+
+
+class Session:
+    def __init__(self, renderer: FrameRenderer, expect: Expectation, record: str | None = None,
+                 display: Display | None = None) -> None:
+        self.renderer, self.expect = renderer, expect
+        self.record_path, self.display = record, display
+        self.recorder: Recorder | None = None
+        self.stats = CallStats()
+        self.hello: dict[str, Any] | None = None
+        self.refusal: str | None = None
+        self.bye = asyncio.Event()
+        self.last_message = time.monotonic()
+        self._newest_seq = -1
+        self._slot: LatestSlot[FrameMessage] = LatestSlot()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="render")
+        self._render_task: asyncio.Task | None = None
+
+    # --- control channel ---
+
+    def on_control(self, data: str | bytes) -> str | None:
+        """Handle a control message; returns the reply to send, if any."""
+        self.last_message = time.monotonic()
+        try:
+            msg = decode_control(data)
+        except WireError as exc:
+            self.stats.malformed += 1
+            log.warning("dropped a malformed control message: %s", exc)
+            return None
+        kind = msg["type"]
+        if kind == "hello":
+            return self._on_hello(msg)
+        if kind == "stats":
+            self.stats.sender = {k: v for k, v in msg.items() if k != "type"}
+            log.info("sender: %s", self.stats.sender)
+        elif kind == "bye":
+            last_seq = msg.get("last_seq")
+            if type(last_seq) is int and last_seq >= -1:
+                self.stats.sender_last_seq = last_seq
+            log.info("sender said bye (%s)", msg.get("reason", "no reason"))
+            self.bye.set()
+            return encode_control("bye", reason="bye received")
+        return None
+
+    def _on_hello(self, msg: dict[str, Any]) -> str:
+        reason = check_hello(msg, self.expect.identity, self.expect.resolution)
+        if reason is not None:
+            self.stats.refused += 1
+            self.refusal = reason
+            log.error("refused the call: %s", reason)
+            return encode_control("refuse", reason=reason)
+        self.hello = msg
+        log.info("accepted the sender: model %s version %s, %s fps, crop %s", msg["model"], msg["model_version"],
+                 msg["fps"], msg.get("crop"))
+        return encode_control("accept")
+
+    # --- keypoint channel ---
+
+    def check_frame(self, data: str | bytes) -> FrameMessage | None:
+        """The decoded frame, or None when it is malformed, refused or older than one already taken."""
+        self.last_message = time.monotonic()
+        try:
+            if self.hello is None:
+                raise WireRefused("frame before an accepted hello")
+            frame = decode_frame(data, self.expect.identity)
+        except WireRefused as exc:
+            self.stats.refused += 1
+            if self.stats.refused == 1 or self.stats.refused % 100 == 0:
+                log.error("refused frame message (%d so far): %s", self.stats.refused, exc)
+            return None
+        except WireError as exc:
+            self.stats.malformed += 1
+            log.warning("dropped a malformed frame message (%d so far): %s", self.stats.malformed, exc)
+            return None
+        self.stats.frame_received(frame)
+        if frame.seq <= self._newest_seq:
+            self.stats.stale += 1
+            return None
+        self._newest_seq = frame.seq
+        return frame
+
+    def on_frame(self, data: str | bytes) -> None:
+        """Network path: keep only the newest frame for the renderer."""
+        frame = self.check_frame(data)
+        if frame is not None:
+            self._slot.put(frame)
+            self.stats.skipped = self._slot.replaced
+
+    # --- rendering ---
+
+    def start(self) -> None:
+        self._render_task = asyncio.ensure_future(self._render_loop())
+
+    async def _render_loop(self) -> None:
+        while (frame := await self._slot.get()) is not None:
+            await self.render(frame)
+
+    async def render(self, frame: FrameMessage) -> None:
+        image = await asyncio.get_running_loop().run_in_executor(self._pool, self._render, frame)
+        if self.display is not None:
+            self.display.show(image)
+
+    def _render(self, frame: FrameMessage) -> np.ndarray:
+        t0 = time.perf_counter()
+        image, _ = self.renderer.render(frame.keypoints, frame.strengths)
+        self.stats.frame_rendered(frame, time.perf_counter() - t0)
+        if self.record_path:
+            if self.recorder is None:
+                self.recorder = Recorder(self.record_path, float(self.hello["fps"]))
+            self.recorder.write(frame.seq, frame.capture_ns, image)
+        return image
+
+    async def finish(self) -> None:
+        """Render what is pending, then finalize the recording (padded to the sender's last frame)."""
+        self._slot.close()
+        if self._render_task is not None:
+            await self._render_task
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._close_recording)
+        self._pool.shutdown()
+        if self.display is not None:
+            self.display.close()
+
+    def _close_recording(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close(self.stats.sender_last_seq)
+        elif self.record_path:
+            log.warning("no frame rendered: %s not written", self.record_path)
+
+    def report(self) -> dict[str, Any]:
+        out = self.stats.as_dict()
+        out["recording"] = None if self.recorder is None else {
+            "path": str(self.recorder.path), "frames": self.recorder.frames, "first_seq": self.recorder.first_seq}
+        return out

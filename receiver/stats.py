@@ -1,0 +1,92 @@
+"""What the receiver measures during a call, and the ``--stats-out`` JSON.
+
+Latency is capture (the sender's wall clock, in the message) to render done (the receiver's wall clock): it
+is exact when both run on one host; across machines it includes their clock offset (NTP keeps it to a few
+ms on a LAN, more over the internet). Rates are taken over the streaming window, from the first to the last
+frame message received: payload counts frame messages, wire counts every datagram at the ICE transport
+(DTLS + SCTP + SACKs + ICE consent checks; UDP/IP headers, 28 bytes a datagram on IPv4, are not included).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from shared_model.rtc import DatagramTap, TapCounts, kbps, wire_rates
+from shared_model.wire import FrameMessage
+
+
+def summary(values: list[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"count": 0, "median": None, "p95": None, "mean": None}
+    a = np.asarray(values)
+    return {"count": len(a), "median": float(np.median(a)), "p95": float(np.percentile(a, 95)), "mean": float(a.mean())}
+
+
+@dataclass
+class CallStats:
+    tap: DatagramTap | None = None
+    received: int = 0
+    rendered: int = 0
+    malformed: int = 0
+    refused: int = 0
+    stale: int = 0  # arrived after a newer frame: dropped
+    skipped: int = 0  # replaced by a newer frame before its turn to render
+    payload_bytes: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    sender_last_seq: int | None = None  # from the sender's bye
+    sender: dict[str, Any] | None = None  # the sender's last stats message
+    latency_ms: list[float] = field(default_factory=list)
+    arrival_ms: list[float] = field(default_factory=list)
+    render_ms: list[float] = field(default_factory=list)
+    render_times: list[float] = field(default_factory=list)
+    _first_arrival: tuple[float, int, TapCounts | None] | None = None  # time, payload bytes, tap counts
+    _last_arrival: tuple[float, int, TapCounts | None] | None = None
+
+    def frame_received(self, frame: FrameMessage) -> None:
+        """A valid frame message arrived (counted whether or not it is rendered)."""
+        now = time.time_ns()
+        self.received += 1
+        self.payload_bytes += frame.size
+        self.arrival_ms.append((now - frame.capture_ns) / 1e6)
+        self.first_seq = frame.seq if self.first_seq is None else min(self.first_seq, frame.seq)
+        self.last_seq = frame.seq if self.last_seq is None else max(self.last_seq, frame.seq)
+        mark = (time.monotonic(), self.payload_bytes, self.tap.counts() if self.tap else None)
+        if self._first_arrival is None:
+            self._first_arrival = mark
+        self._last_arrival = mark
+
+    def frame_rendered(self, frame: FrameMessage, render_s: float) -> None:
+        self.rendered += 1
+        self.latency_ms.append((time.time_ns() - frame.capture_ns) / 1e6)
+        self.render_ms.append(1000 * render_s)
+        self.render_times.append(time.monotonic())
+
+    @property
+    def expected(self) -> int:
+        """Frame slots the sender numbered, from 0 to its last (as its bye says, else the newest seen)."""
+        last = max(s for s in (self.last_seq, self.sender_last_seq, -1) if s is not None)
+        return last + 1
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "frames_expected": self.expected, "frames_received": self.received, "frames_rendered": self.rendered,
+            "frames_lost": self.expected - self.received, "frames_stale": self.stale, "frames_skipped": self.skipped,
+            "malformed": self.malformed, "refused": self.refused, "first_seq": self.first_seq, "last_seq": self.last_seq,
+            "bytes_per_message": self.payload_bytes / self.received if self.received else None,
+            "latency_ms": summary(self.latency_ms), "arrival_latency_ms": summary(self.arrival_ms),
+            "render_ms": summary(self.render_ms), "sender": self.sender,
+        }
+        span = self.render_times[-1] - self.render_times[0] if len(self.render_times) > 1 else 0.0
+        out["render_fps"] = (len(self.render_times) - 1) / span if span > 0 else None
+        out["payload_kbps"] = out["wire_kbps"] = out["wire"] = None
+        if self._first_arrival and self._last_arrival:
+            (t0, b0, tap0), (t1, b1, tap1) = self._first_arrival, self._last_arrival
+            out["payload_kbps"] = kbps(b1 - b0, t1 - t0)
+            if tap0 and tap1:
+                out["wire"] = wire_rates(tap0, tap1)
+                out["wire_kbps"] = {"received": out["wire"]["received_kbps"], "sent": out["wire"]["sent_kbps"]}
+        return out

@@ -1,0 +1,95 @@
+"""``python -m sender``: stream face keypoints from a camera or a video file to a receiver.
+
+    python -m sender --source 0|FILE --signaling ws://HOST:8765 --room NAME [--model NAME|PATH] [--fps N]
+    python -m sender --source FILE --output CALL.kpc        (the same messages to a file, no network)
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import threading
+
+from shared_model.aio import Interrupted, stop_on_signals
+from shared_model.backend import Backend, add_model_arguments
+from shared_model.logs import setup_logging
+from shared_model.rtc import Impairment, add_ice_arguments, configuration_from_args
+from shared_model.video import VideoError
+from shared_model.wire import ModelIdentity
+from signaling.client import SignalingError
+
+from .call import CallOptions, run_call
+from .capture import open_source
+from .pipeline import FramePipeline
+from .to_file import write_call_file
+
+log = logging.getLogger("sender")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m sender", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--source", required=True, help="camera index (0, 1, ...) or video file")
+    dest = ap.add_mutually_exclusive_group(required=True)
+    dest.add_argument("--signaling", metavar="URL", help="signaling server, e.g. ws://127.0.0.1:8765")
+    dest.add_argument("--output", metavar="FILE", help="write the messages to FILE instead of calling")
+    ap.add_argument("--room", default="default", help="signaling room (default %(default)s)")
+    ap.add_argument("--fps", type=float, help="send at most N frames a second (default: the source's rate)")
+    add_model_arguments(ap)
+    add_ice_arguments(ap)
+    g = ap.add_argument_group("emulated network trouble on outgoing datagrams (testing)")
+    g.add_argument("--impair-loss", type=float, default=0.0, metavar="P", help="drop probability, 0..1")
+    g.add_argument("--impair-delay-ms", type=float, default=0.0, metavar="D")
+    g.add_argument("--impair-jitter-ms", type=float, default=0.0, metavar="J")
+    g.add_argument("--impair-seed", type=int, help="random seed of the impairment")
+    ap.add_argument("--stats-interval", type=float, default=2.0, help="seconds between stats messages")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    return ap.parse_args(argv)
+
+
+async def run(args: argparse.Namespace) -> int:
+    """The sender's async entry point (a call through the signaling server)."""
+    try:
+        opts = CallOptions(args.signaling, args.room, configuration_from_args(args),
+                           Impairment(args.impair_loss, args.impair_delay_ms / 1000, args.impair_jitter_ms / 1000,
+                                      args.impair_seed), args.stats_interval)
+        source = open_source(args.source, args.fps)
+        pipeline = _pipeline(args)
+    except (ValueError, VideoError, FileNotFoundError, RuntimeError) as exc:
+        log.error("%s", exc)
+        return 2
+    stop = asyncio.Event()
+    with stop_on_signals(stop):
+        try:
+            return await run_call(source, pipeline, opts, stop)
+        except Interrupted:
+            log.info("interrupted before the call started")
+            return 0
+        except (SignalingError, RuntimeError, VideoError) as exc:
+            log.error("%s", exc)
+            return 1
+
+
+def _pipeline(args: argparse.Namespace) -> FramePipeline:
+    backend = Backend.from_args(args)
+    model = backend.model
+    log.info("model %s version %s (%s, %s)", model.model_id, model.version, backend.kind, backend.device)
+    return FramePipeline(backend.extractor(), ModelIdentity.of(model), model.cfg.resolution)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging("sender", args.verbose)
+    if args.output:
+        try:
+            write_call_file(open_source(args.source, args.fps, realtime=False), _pipeline(args), args.output,
+                            threading.Event())
+        except (ValueError, VideoError, FileNotFoundError, OSError) as exc:
+            log.error("%s", exc)
+            return 2
+        return 0
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,197 @@
+"""The sender's side of a call: signaling, the two data channels, and the frame loop.
+
+Capture runs in its own thread, crop and keypoints in a one-thread executor; the event loop only moves
+messages. The newest captured frame wins (a frame captured while the previous one is still processed
+replaces it), and a frame whose turn comes while the keypoint channel still holds an unsent message is
+dropped rather than queued: aiortc never drops stale queued messages itself.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+
+from shared_model.aio import LatestSlot, unless_stopped
+from shared_model.rtc import ConnectionWatch, DatagramTap, Impairment, create_channels, wait_open, wire_rates
+from shared_model.video import VideoError
+from shared_model.wire import WireError, decode_control, encode_control
+from signaling.client import SignalingClient
+
+from .capture import Captured, FrameSource
+from .pipeline import FramePipeline
+
+log = logging.getLogger(__name__)
+
+SETUP_TIMEOUT_S = 30.0
+REPLY_TIMEOUT_S = 15.0
+BYE_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class CallOptions:
+    signaling: str
+    room: str
+    rtc: RTCConfiguration
+    impairment: Impairment = Impairment()
+    stats_interval: float = 2.0
+
+
+class CallRefused(RuntimeError):
+    """The receiver refused the hello (other wire version or model)."""
+
+
+class ControlInbox:
+    """Decoded control messages from the receiver; malformed ones are logged and dropped."""
+
+    def __init__(self, channel: RTCDataChannel) -> None:
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        channel.on("message", self._on_message)
+
+    def _on_message(self, data: str | bytes) -> None:
+        try:
+            self.queue.put_nowait(decode_control(data))
+        except WireError as exc:
+            log.warning("dropped a control message: %s", exc)
+
+    async def next(self, *kinds: str) -> dict[str, Any]:
+        while True:
+            msg = await self.queue.get()
+            if msg["type"] in kinds:
+                return msg
+            log.debug("ignored control message %s", msg["type"])
+
+
+class Streamer:
+    """The frame loop of one connected call."""
+
+    def __init__(self, source: FrameSource, pipeline: FramePipeline, keypoints: RTCDataChannel) -> None:
+        self.source, self.pipeline, self.keypoints = source, pipeline, keypoints
+        self.slot: LatestSlot[Captured] = LatestSlot()
+        self.stop_capture = threading.Event()
+        self.error: Exception | None = None
+
+    def _capture(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            for item in self.source.frames(self.stop_capture):
+                self.pipeline.counts.captured += 1
+                loop.call_soon_threadsafe(self.slot.put, item)
+        except VideoError as exc:
+            self.error = exc
+            log.error("%s", exc)
+        finally:
+            loop.call_soon_threadsafe(self.slot.close)
+
+    async def run(self) -> None:
+        """Until the source ends."""
+        loop = asyncio.get_running_loop()
+        counts = self.pipeline.counts
+        threading.Thread(target=self._capture, args=(loop,), name="capture", daemon=True).start()
+        with ThreadPoolExecutor(1, thread_name_prefix="keypoints") as worker:
+            while (item := await self.slot.get()) is not None:
+                message = await loop.run_in_executor(worker, self.pipeline, item)
+                counts.dropped_busy = self.slot.replaced
+                if message is None:
+                    continue
+                if self.keypoints.readyState != "open":
+                    log.warning("keypoint channel %s: stopping", self.keypoints.readyState)
+                    return
+                if self.keypoints.bufferedAmount > 0:
+                    counts.dropped_backlog += 1
+                    continue
+                self.keypoints.send(message)
+                counts.sent += 1
+                counts.payload_bytes += len(message)
+
+    @property
+    def last_seq(self) -> int:
+        return self.pipeline.counts.captured - 1
+
+
+async def _every(interval: float, action: Callable[[], None]) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        action()
+
+
+async def run_call(source: FrameSource, pipeline: FramePipeline, opts: CallOptions, stop: asyncio.Event) -> int:
+    """One call as the offerer; 0 when it ended normally, 1 when it was refused or the connection failed."""
+    async with SignalingClient(opts.signaling, opts.room, "sender") as sig:
+        if not sig.peer_present:
+            log.info("in room %r: waiting for the receiver", opts.room)
+        await unless_stopped(sig.wait_for_peer(), stop)
+        pc = RTCPeerConnection(opts.rtc)
+        try:
+            return await _call(pc, sig, source, pipeline, opts, stop)
+        except CallRefused as exc:
+            log.error("the receiver refused the call: %s", exc)
+            return 1
+        finally:
+            await pc.close()
+
+
+async def _call(pc: RTCPeerConnection, sig: SignalingClient, source: FrameSource, pipeline: FramePipeline,
+                opts: CallOptions, stop: asyncio.Event) -> int:
+    keypoints, control = create_channels(pc)
+    watch = ConnectionWatch(pc)
+    inbox = ControlInbox(control)
+    await pc.setLocalDescription(await pc.createOffer())
+    tap = DatagramTap(pc)
+    await sig.send("offer", sdp=pc.localDescription.sdp)
+    answer = await unless_stopped(sig.receive("answer", timeout=SETUP_TIMEOUT_S), stop)
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+    await unless_stopped(watch.wait_connected(SETUP_TIMEOUT_S), stop)
+    await wait_open(control, SETUP_TIMEOUT_S)
+    tap.impair(opts.impairment)
+    control.send(encode_control("hello", **pipeline.hello(source.fps)))
+    try:
+        reply = await asyncio.wait_for(inbox.next("accept", "refuse"), REPLY_TIMEOUT_S)
+    except TimeoutError as exc:
+        raise CallRefused(f"no answer to the hello within {REPLY_TIMEOUT_S} s") from exc
+    if reply["type"] == "refuse":
+        raise CallRefused(reply.get("reason", "no reason given"))
+    log.info("call accepted: streaming at %.1f fps", source.fps)
+
+    streamer = Streamer(source, pipeline, keypoints)
+    start = tap.counts()
+
+    def send_stats() -> None:
+        if control.readyState == "open":
+            control.send(encode_control("stats", crop=pipeline.crop, **pipeline.counts.as_dict()))
+
+    tasks = {"source ended": asyncio.ensure_future(streamer.run()),
+             "connection lost": asyncio.ensure_future(watch.ended.wait()),
+             "receiver hung up": asyncio.ensure_future(inbox.next("bye")),
+             "interrupted": asyncio.ensure_future(stop.wait())}
+    ticker = asyncio.ensure_future(_every(opts.stats_interval, send_stats))
+    done, _ = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
+    reason = next(name for name, task in tasks.items() if task in done)
+    streamer.stop_capture.set()
+    ticker.cancel()
+    for task in tasks.values():
+        task.cancel()
+    if tasks["source ended"] in done and tasks["source ended"].exception() is not None:
+        raise tasks["source ended"].exception()
+    log.info("call ending: %s", reason)
+    if reason != "connection lost" and control.readyState == "open":
+        send_stats()
+        control.send(encode_control("bye", reason=reason, last_seq=streamer.last_seq))
+        if reason != "receiver hung up":
+            try:  # the receiver answers bye once it has read everything before it
+                await asyncio.wait_for(inbox.next("bye"), BYE_TIMEOUT_S)
+            except TimeoutError:
+                log.warning("no bye from the receiver within %.0f s", BYE_TIMEOUT_S)
+    rates = wire_rates(start, tap.counts())
+    log.info("sent %s; wire %s kbps out, %s kbps in; %d datagrams dropped by --impair-loss",
+             pipeline.counts.as_dict(), _fmt(rates["sent_kbps"]), _fmt(rates["received_kbps"]), tap.dropped_packets)
+    ok = reason != "connection lost" and streamer.error is None
+    return 0 if ok else 1
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"

@@ -1,0 +1,31 @@
+"""``sender --output FILE``: the messages of a call written to a file instead of a peer."""
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from shared_model.records import RecordWriter
+from shared_model.wire import encode_control
+
+from .capture import FrameSource
+from .pipeline import FramePipeline
+
+log = logging.getLogger(__name__)
+
+
+def write_call_file(source: FrameSource, pipeline: FramePipeline, path: str | Path, stop: threading.Event) -> None:
+    """Every frame of the source, processed in order (no real-time pacing, nothing dropped)."""
+    counts = pipeline.counts
+    with RecordWriter(path) as out:
+        out.control(encode_control("hello", **pipeline.hello(source.fps)))
+        for item in source.frames(stop):
+            counts.captured += 1
+            message = pipeline(item)
+            if message is not None:
+                out.frame(message)
+                counts.sent += 1
+                counts.payload_bytes += len(message)
+        out.control(encode_control("stats", crop=pipeline.crop, **counts.as_dict()))
+        out.control(encode_control("bye", reason="source ended", last_seq=counts.captured - 1))
+    log.info("wrote %d frame messages (%d bytes) to %s; %s", counts.sent, counts.payload_bytes, path, counts.as_dict())
