@@ -135,11 +135,21 @@ async def run_call(source: FrameSource, pipeline: FramePipeline, opts: CallOptio
             await pc.close()
 
 
-async def _call(pc: RTCPeerConnection, sig: SignalingClient, source: FrameSource, pipeline: FramePipeline,
-                opts: CallOptions, stop: asyncio.Event) -> int:
+@dataclass
+class OpenCall:
+    """A connected call, as the offerer sees it."""
+
+    keypoints: RTCDataChannel
+    control: RTCDataChannel
+    inbox: ControlInbox
+    watch: ConnectionWatch
+    tap: DatagramTap
+
+
+async def open_call(pc: RTCPeerConnection, sig: SignalingClient, stop: asyncio.Event) -> OpenCall:
+    """Offer (with the negotiated channels and every ICE candidate), take the answer, wait until connected."""
     keypoints, control = create_channels(pc)
-    watch = ConnectionWatch(pc)
-    inbox = ControlInbox(control)
+    inbox, watch = ControlInbox(control), ConnectionWatch(pc)
     await pc.setLocalDescription(await pc.createOffer())
     tap = DatagramTap(pc)
     await sig.send("offer", sdp=pc.localDescription.sdp)
@@ -147,6 +157,13 @@ async def _call(pc: RTCPeerConnection, sig: SignalingClient, source: FrameSource
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
     await unless_stopped(watch.wait_connected(SETUP_TIMEOUT_S), stop)
     await wait_open(control, SETUP_TIMEOUT_S)
+    return OpenCall(keypoints, control, inbox, watch, tap)
+
+
+async def _call(pc: RTCPeerConnection, sig: SignalingClient, source: FrameSource, pipeline: FramePipeline,
+                opts: CallOptions, stop: asyncio.Event) -> int:
+    call = await open_call(pc, sig, stop)
+    keypoints, control, inbox, watch, tap = call.keypoints, call.control, call.inbox, call.watch, call.tap
     tap.impair(opts.impairment)
     control.send(encode_control("hello", **pipeline.hello(source.fps)))
     try:

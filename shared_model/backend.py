@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+import torch
 
 from .inference import KeypointExtractor, Renderer
 from .model import DEFAULT_MODEL, TPSModel, load_model, pick_device
@@ -35,6 +36,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--model", default=DEFAULT_MODEL, help="shipped model name or weights file (default %(default)s)")
     g.add_argument("--backend", choices=BACKENDS, default="torch", help="run the networks with torch or onnxruntime")
     g.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto", help="GPU when present (auto)")
+    g.add_argument("--threads", type=int, help="CPU threads per network run (default: torch's / onnxruntime's "
+                                               "choice; 1 is best on a CPU busy with other work)")
     g.add_argument("--onnx-dir", help="exported ONNX graphs for --backend onnx (default: exported on first use "
                                       "to ~/.cache/keypoint-codec/onnx/MODEL-VERSION)")
 
@@ -47,17 +50,22 @@ def default_onnx_dir(model: TPSModel) -> Path:
 class Backend:
     """A loaded model and the way to run it, built from the ``add_model_arguments`` flags."""
 
-    def __init__(self, model: str, backend: str = "torch", device: str = "auto", onnx_dir: str | None = None) -> None:
+    def __init__(self, model: str, backend: str = "torch", device: str = "auto", onnx_dir: str | None = None,
+                 threads: int | None = None) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}")
-        self.kind, self.requested_device = backend, device
+        if threads is not None and threads < 1:
+            raise ValueError("--threads must be at least 1")
+        if threads:
+            torch.set_num_threads(threads)
+        self.kind, self.requested_device, self.threads = backend, device, threads
         self.device = pick_device(device) if backend == "torch" else pick_device("cpu")
         self.model = load_model(model, self.device)
         self.onnx_dir = Path(onnx_dir) if onnx_dir else default_onnx_dir(self.model)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Backend:
-        return cls(args.model, args.backend, args.device, args.onnx_dir)
+        return cls(args.model, args.backend, args.device, args.onnx_dir, args.threads)
 
     def _onnx(self, parts: tuple[str, ...]) -> OnnxModel:
         from .export import META_FILE, export_model
@@ -72,7 +80,7 @@ class Backend:
                 tmp.rename(self.onnx_dir)
             except OSError:  # the other peer finished first
                 shutil.rmtree(tmp, ignore_errors=True)
-        return OnnxModel(self.onnx_dir, self.model, self.requested_device, parts)
+        return OnnxModel(self.onnx_dir, self.model, self.requested_device, parts, self.threads)
 
     def extractor(self) -> Extractor:
         if self.kind == "torch":

@@ -40,9 +40,12 @@ def providers_for(device: str) -> list[str]:
     return [CPU]
 
 
-def create_session(path: Path, device: str) -> ort.InferenceSession:
-    wanted = providers_for(device)
-    session = ort.InferenceSession(str(path), providers=wanted)
+def create_session(path: Path, wanted: list[str], threads: int | None = None) -> ort.InferenceSession:
+    """A session on the ``wanted`` providers, warning when the first of them did not load."""
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=wanted)
     got = session.get_providers()
     if wanted[0] == CUDA and got[0] != CUDA:
         log.warning("%s: the CUDA provider failed to load, running on %s", path.name, got[0])
@@ -62,7 +65,8 @@ def image_output(prediction: np.ndarray) -> np.ndarray:
 class OnnxModel:
     """The three sessions of an exported model, checked against the weights this end loaded."""
 
-    def __init__(self, folder: str | Path, model: TPSModel, device: str = "auto", parts: tuple[str, ...] = PARTS) -> None:
+    def __init__(self, folder: str | Path, model: TPSModel, device: str = "auto", parts: tuple[str, ...] = PARTS,
+                 threads: int | None = None) -> None:
         folder = Path(folder)
         meta_path = folder / META_FILE
         missing = [p for p in (META_FILE, *(f"{part}.onnx" for part in parts)) if not (folder / p).is_file()]
@@ -73,7 +77,8 @@ class OnnxModel:
             raise OnnxModelError(f"{folder} holds model {meta.get('model')!r} version {meta.get('model_version')!r}, "
                                  f"not {model.model_id!r} version {model.version!r}: export it again")
         self.model = model
-        self.sessions = {part: create_session(folder / f"{part}.onnx", device) for part in parts}
+        providers = providers_for(device)
+        self.sessions = {part: create_session(folder / f"{part}.onnx", providers, threads) for part in parts}
         log.info("onnxruntime providers: %s", {p: s.get_providers()[0] for p, s in self.sessions.items()})
 
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
+
+from shared_model.aio import stop_on_signals
 
 from .server import SignalingServer, bound_port
 
@@ -17,14 +18,12 @@ log = logging.getLogger("signaling")
 async def run(host: str, port: int, max_rooms: int) -> None:
     """Serve until SIGINT or SIGTERM."""
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     server = SignalingServer(max_rooms)
-    async with server.serve(host, port) as ws_server:
-        log.info("signaling on ws://%s:%d (max %d rooms)", host, bound_port(ws_server), max_rooms)
-        await stop.wait()
-        log.info("shutting down (%d rooms open)", len(server.rooms))
+    with stop_on_signals(stop):
+        async with server.serve(host, port) as ws_server:
+            log.info("signaling on ws://%s:%d (max %d rooms)", host, bound_port(ws_server), max_rooms)
+            await stop.wait()
+            log.info("shutting down (%d rooms open)", len(server.rooms))
     log.info("stopped")
 
 

@@ -1,0 +1,103 @@
+"""Reference images from one's own video: ``python -m receiver.prepare_refs --video FILE --out ./me --count 4``.
+
+Frames with a face are cropped around it as reference images are (``shared_model.crop.crop_image``); blurry ones (below-median
+sharpness) are passed over; then ``count`` frames as different from each other as possible are chosen
+(farthest-point sampling on small grey thumbnails, starting from the most typical frame) and written as PNGs.
+Give the receiver the folder: ``python -m receiver --refs ./me ...``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from shared_model.crop import NoFaceError, crop_image
+from shared_model.video import VideoError, iter_frames, video_fps
+
+log = logging.getLogger(__name__)
+
+
+def candidate_frames(path: str | Path, max_frames: int = 300, every_s: float = 0.2) -> list[np.ndarray]:
+    """Frames every ``every_s`` seconds (at most ``max_frames``), RGB."""
+    step = max(1, round(video_fps(path) * every_s))
+    frames = []
+    for i, frame in enumerate(iter_frames(path)):
+        if i % step == 0:
+            frames.append(frame)
+            if len(frames) >= max_frames:
+                break
+    if not frames:
+        raise VideoError(f"{path} holds no decodable video frames")
+    return frames
+
+
+def sharpness(image: np.ndarray) -> float:
+    return float(cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())
+
+
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    grey = cv2.resize(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), (24, 24), interpolation=cv2.INTER_AREA)
+    v = grey.astype(np.float32).ravel()
+    return (v - v.mean()) / (v.std() + 1e-6)
+
+
+def pick_diverse(images: list[np.ndarray], count: int) -> list[int]:
+    """Indices of ``count`` images: the most typical first, then each the farthest from those chosen."""
+    feats = np.stack([thumbnail(im) for im in images])
+    chosen = [int(np.linalg.norm(feats - feats.mean(0), axis=1).argmin())]
+    dist = np.linalg.norm(feats - feats[chosen[0]], axis=1)
+    while len(chosen) < min(count, len(images)):
+        nxt = int(dist.argmax())
+        chosen.append(nxt)
+        dist = np.minimum(dist, np.linalg.norm(feats - feats[nxt], axis=1))
+    return chosen
+
+
+def prepare_refs(video: str | Path, out: str | Path, count: int = 4, size: int = 256) -> list[Path]:
+    """Write ``count`` face-cropped PNGs of ``size`` px to ``out``; returns their paths."""
+    crops = []
+    for frame in candidate_frames(video):
+        try:
+            crops.append(crop_image(frame, size))
+        except NoFaceError:
+            continue
+    if not crops:
+        raise VideoError(f"no face found in {video}")
+    sharp = np.array([sharpness(c) for c in crops])
+    crops = [c for c, s in zip(crops, sharp) if s >= np.median(sharp)]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for n, i in enumerate(pick_diverse(crops, count)):
+        path = out / f"ref_{n:02d}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(crops[i], cv2.COLOR_RGB2BGR))
+        paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m receiver.prepare_refs", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--video", required=True, help="a video of the speaker's face")
+    ap.add_argument("--out", required=True, help="folder to write the PNGs to")
+    ap.add_argument("--count", type=int, default=4, help="how many references (default %(default)s)")
+    ap.add_argument("--size", type=int, default=256, help="side of the PNGs in pixels (default %(default)s)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    if args.count < 1:
+        ap.error("--count must be at least 1")
+    try:
+        paths = prepare_refs(args.video, args.out, args.count, args.size)
+    except VideoError as exc:
+        log.error("%s", exc)
+        return 2
+    print("\n".join(str(p) for p in paths), file=sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

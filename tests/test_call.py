@@ -1,0 +1,262 @@
+"""Real calls: signaling server, aiortc peers, sender streaming a generated clip, receiver recording it.
+
+One test runs the three tools as processes with the shipped model ``tps``; the others run the sender and
+receiver in-process through their async entry points with a small untrained model (fast, and independent of
+the weights being refreshed).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import msgpack
+import numpy as np
+import pytest
+import torch
+from aiortc import RTCPeerConnection
+
+from receiver import __main__ as receiver_cli
+from sender import __main__ as sender_cli
+from sender.call import open_call
+from shared_model.config import ModelConfig
+from shared_model.crop import StreamCropper
+from shared_model.model import TPSModel, available_models, load_model, save_model
+from shared_model.references import load_reference_images
+from shared_model.rtc import ice_configuration
+from shared_model.synthetic import talking_face
+from shared_model.video import read_frames, write_video
+from shared_model.wire import ModelIdentity, encode_control, encode_frame, hello_fields
+from signaling.client import SignalingClient
+from signaling.server import SignalingServer, bound_port
+
+ROOT = Path(__file__).resolve().parents[1]
+FRAMES, FPS = 40, 10.0
+TINY = ModelConfig(resolution=64, kp_channels=(16, 32, 32), motion_channels=(32, 64), gen_channels=(16, 32, 64))
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    frames = talking_face(frames=FRAMES, size=256, seed=3)
+    path = tmp_path_factory.mktemp("clip") / "face.mp4"
+    write_video(path, frames, FPS)
+    return path, frames
+
+
+@pytest.fixture(scope="module")
+def refs(tmp_path_factory, clip) -> Path:
+    folder = tmp_path_factory.mktemp("refs")
+    cv2.imwrite(str(folder / "first.png"), cv2.cvtColor(clip[1][0], cv2.COLOR_RGB2BGR))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    """Two small untrained models: ``tiny`` and ``other`` (another id and other weights)."""
+    folder = tmp_path_factory.mktemp("models")
+    paths = {}
+    for seed, name in enumerate(("tiny", "other")):
+        torch.manual_seed(seed)
+        paths[name] = folder / f"{name}.pt"
+        save_model(TPSModel(TINY), paths[name], name)
+    return paths
+
+
+@pytest.fixture
+async def signaling_url():
+    async with SignalingServer().serve("127.0.0.1", 0) as ws_server:
+        yield f"ws://127.0.0.1:{bound_port(ws_server)}"
+
+
+async def in_process_call(receiver_argv: list[str], sender_argv: list[str]) -> tuple[int, int]:
+    """Run receiver and sender in this event loop; their exit codes."""
+    receiving = asyncio.ensure_future(receiver_cli.run(receiver_cli.parse_args([*receiver_argv, "--threads", "1"])))
+    sent = await asyncio.wait_for(sender_cli.run(sender_cli.parse_args([*sender_argv, "--threads", "1"])), 60)
+    return await asyncio.wait_for(receiving, 30), sent
+
+
+def stream_crops(frames: np.ndarray, resolution: int) -> list[np.ndarray]:
+    """The crops the sender made (StreamCropper is deterministic)."""
+    cropper = StreamCropper(resolution)
+    return [cropper(f) for f in frames]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[0]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError("signaling never answered /healthz")
+
+
+def tool(*args: str) -> subprocess.Popen:
+    """``python -m`` one of the tools, output captured."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def test_three_processes_end_to_end(tmp_path, clip, refs):
+    if "tps" not in available_models():
+        pytest.skip("the shipped model tps (shared_model/weights/tps.pt) is not present")
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}"
+    record, stats_path = tmp_path / "call.mp4", tmp_path / "stats.json"
+    signaling = tool("signaling", "--port", str(port))
+    try:
+        wait_healthy(port, signaling)
+        receiver = tool("receiver", "--refs", str(refs), "--signaling", url, "--room", "e2e", "--threads", "1",
+                        "--record", str(record), "--stats-out", str(stats_path))
+        sender = tool("sender", "--source", str(clip[0]), "--signaling", url, "--room", "e2e", "--threads", "1")
+        sender_log, _ = sender.communicate(timeout=90)
+        receiver_log, _ = receiver.communicate(timeout=60)
+    finally:
+        signaling.send_signal(signal.SIGTERM)
+        signaling_log, _ = signaling.communicate(timeout=15)
+    assert sender.returncode == 0, sender_log
+    assert receiver.returncode == 0, receiver_log
+    assert signaling.returncode == 0 and "stopped" in signaling_log, signaling_log
+
+    stats = json.loads(stats_path.read_text())
+    assert stats["end_reason"] == "bye"
+    assert stats["sender"]["without_face"] == 0 and stats["frames_expected"] == FRAMES
+    assert stats["frames_received"] >= 0.9 * FRAMES and stats["frames_rendered"] > 0
+    assert stats["malformed"] == stats["refused"] == 0
+    assert stats["latency_ms"]["median"] > 0 and stats["render_fps"] > 0
+    assert stats["wire_kbps"]["received"] > stats["payload_kbps"] > 0 and stats["wire_kbps"]["sent"] > 0
+
+    recorded = read_frames(record)
+    first = stats["recording"]["first_seq"]
+    assert len(recorded) == stats["recording"]["frames"] == FRAMES - first
+    model = load_model("tps")
+    truth = stream_crops(read_frames(clip[0]), model.cfg.resolution)[first:]  # what the sender cropped
+    frozen = load_reference_images(refs, model.cfg.resolution)[0][1]
+    psnr_call = np.mean([cv2.PSNR(t, r) for t, r in zip(truth, recorded)])
+    psnr_frozen = np.mean([cv2.PSNR(t, frozen) for t in truth])
+    assert psnr_call > psnr_frozen, (psnr_call, psnr_frozen, stats)
+
+
+async def test_call_survives_20_percent_loss(tmp_path, signaling_url, clip, refs, tiny):
+    record, stats_path = tmp_path / "call.mp4", tmp_path / "stats.json"
+    recv_rc, send_rc = await in_process_call(
+        ["--refs", str(refs), "--model", str(tiny["tiny"]), "--signaling", signaling_url, "--room", "lossy",
+         "--record", str(record), "--stats-out", str(stats_path)],
+        ["--source", str(clip[0]), "--model", str(tiny["tiny"]), "--signaling", signaling_url, "--room", "lossy",
+         "--impair-loss", "0.2", "--impair-seed", "1"])
+    assert (recv_rc, send_rc) == (0, 0)
+    stats = json.loads(stats_path.read_text())
+    assert stats["end_reason"] == "bye" and stats["frames_expected"] == FRAMES
+    assert 0 < stats["frames_lost"] < 0.5 * FRAMES
+    assert stats["frames_received"] + stats["frames_lost"] == FRAMES
+    assert stats["frames_rendered"] > 0
+    # Lost slots repeat the held frame: the recording still has one frame per slot.
+    assert len(read_frames(record)) == stats["recording"]["frames"] == FRAMES - stats["recording"]["first_seq"]
+
+
+async def test_wrong_model_is_refused_on_both_ends(tmp_path, signaling_url, clip, refs, tiny, caplog):
+    stats_path = tmp_path / "stats.json"
+    recv_rc, send_rc = await in_process_call(
+        ["--refs", str(refs), "--model", str(tiny["tiny"]), "--signaling", signaling_url, "--room", "wrong",
+         "--stats-out", str(stats_path)],
+        ["--source", str(clip[0]), "--model", str(tiny["other"]), "--signaling", signaling_url, "--room", "wrong"])
+    assert (recv_rc, send_rc) == (1, 1)
+    stats = json.loads(stats_path.read_text())
+    assert stats["refused"] == 1 and stats["frames_received"] == 0
+    assert stats["end_reason"].startswith("refused: sender runs model 'other'")
+    assert "the receiver refused the call: sender runs model 'other'" in caplog.text
+
+
+async def test_malformed_and_foreign_messages_are_dropped_and_counted(tmp_path, signaling_url, refs, tiny):
+    """A hand-driven aiortc sender puts bad messages between good ones."""
+    stats_path, record = tmp_path / "stats.json", tmp_path / "call.mp4"
+    receiving = asyncio.ensure_future(receiver_cli.run(receiver_cli.parse_args(
+        ["--refs", str(refs), "--model", str(tiny["tiny"]), "--signaling", signaling_url, "--room", "bad",
+         "--stats-out", str(stats_path), "--record", str(record)])))
+    model = load_model(tiny["tiny"])
+    ident = ModelIdentity.of(model)
+    kp, st = np.zeros((ident.num_keypoints, 2)), np.ones(ident.num_keypoints)
+    good = lambda seq: encode_frame(ident, seq, time.time_ns(), kp, st)  # noqa: E731
+    messages = [b"\xc1 not msgpack", "text on the keypoint channel", msgpack.packb([2, "tiny", "x", 0]),
+                encode_frame(ModelIdentity("other", ident.model_version, ident.num_keypoints), 1, 0, kp, st),
+                good(5), good(3), good(6)]
+    async with SignalingClient(signaling_url, "bad", "sender") as sig:
+        await sig.wait_for_peer()
+        pc = RTCPeerConnection(ice_configuration([]))
+        try:
+            call = await open_call(pc, sig, asyncio.Event())
+            call.control.send(encode_control("hello", **hello_fields(ident, model.cfg.resolution, FPS, None)))
+            assert (await asyncio.wait_for(call.inbox.next("accept", "refuse"), 10))["type"] == "accept"
+            for message in messages:
+                call.keypoints.send(message)
+                await asyncio.sleep(0.1)
+            call.control.send(encode_control("bye", reason="test over", last_seq=6))
+            await asyncio.wait_for(call.inbox.next("bye"), 10)
+        finally:
+            await pc.close()
+    assert await asyncio.wait_for(receiving, 30) == 0
+    stats = json.loads(stats_path.read_text())
+    assert (stats["malformed"], stats["refused"]) == (2, 2)
+    assert (stats["frames_received"], stats["frames_stale"]) == (3, 1)
+    assert 1 <= stats["frames_rendered"] <= 2
+    assert stats["recording"] == {"path": str(record), "frames": 2, "first_seq": 5}
+
+
+async def test_call_file_round_trip(tmp_path, clip, refs, tiny):
+    """sender --output writes the call's messages; receiver --input renders every one of them."""
+    call_file, record, stats_path = tmp_path / "call.kpc", tmp_path / "call.mp4", tmp_path / "stats.json"
+    model = str(tiny["tiny"])
+    assert sender_cli.main(["--source", str(clip[0]), "--output", str(call_file), "--model", model,
+                            "--threads", "1"]) == 0
+    assert await receiver_cli.run(receiver_cli.parse_args(
+        ["--refs", str(refs), "--model", model, "--input", str(call_file), "--record", str(record), "--threads", "1",
+         "--stats-out", str(stats_path)])) == 0
+    stats = json.loads(stats_path.read_text())
+    assert stats["frames_received"] == stats["frames_rendered"] == FRAMES
+    assert stats["bytes_per_message"] == 282  # docs/wire-format.md: 281 bytes + 1 for the 4-letter model id
+    assert len(read_frames(record)) == FRAMES
+
+
+def test_missing_refs_folder_is_a_clear_error(tmp_path):
+    proc = tool("receiver", "--refs", str(tmp_path / "nope"), "--input", str(tmp_path / "call.kpc"))
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert f"reference folder not found: {tmp_path / 'nope'}" in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("content, message", [(None, "no face found in reference image"),
+                                              (b"not an image", "cannot read reference image")])
+async def test_bad_reference_names_the_file(tmp_path, tiny, caplog, content, message):
+    bad = tmp_path / "refs" / "bad.png"
+    bad.parent.mkdir()
+    if content is None:
+        cv2.imwrite(str(bad), np.full((200, 200, 3), 90, np.uint8))
+    else:
+        bad.write_bytes(content)
+    rc = await receiver_cli.run(receiver_cli.parse_args(
+        ["--refs", str(bad.parent), "--model", str(tiny["tiny"]), "--input", str(tmp_path / "x.kpc")]))
+    assert rc == 2 and f"{message} {bad}" in caplog.text
+
+
+def test_sender_bad_source_is_a_clear_error(tmp_path, tiny, caplog):
+    assert sender_cli.main(["--source", str(tmp_path / "none.mp4"), "--output", str(tmp_path / "o.kpc"),
+                            "--model", str(tiny["tiny"])]) == 2
+    assert "video file not found" in caplog.text
