@@ -127,6 +127,8 @@ class DatagramTap:
         if pc.sctp is None:
             raise RuntimeError("no data channel transport yet: create the channels and descriptions first")
         self._ice = pc.sctp.transport.transport  # RTCDtlsTransport -> RTCIceTransport (private API)
+        if not (hasattr(self._ice, "_send") and hasattr(self._ice, "_recv")):
+            raise RuntimeError("this aiortc has no RTCIceTransport._send/_recv: the datagram tap needs aiortc 1.16")
         self.sent_bytes = self.sent_packets = self.received_bytes = self.received_packets = 0
         self.dropped_packets = 0
         self._impairment = Impairment()

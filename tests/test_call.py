@@ -7,6 +7,7 @@ the weights being refreshed).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import cv2
@@ -26,7 +28,8 @@ from aiortc import RTCPeerConnection
 
 from receiver import __main__ as receiver_cli
 from sender import __main__ as sender_cli
-from sender.call import open_call
+from receiver.display import Display, DisplayUnavailable
+from sender.call import OpenCall, open_call
 from shared_model.config import ModelConfig
 from shared_model.crop import StreamCropper
 from shared_model.model import TPSModel, available_models, load_model, save_model
@@ -76,9 +79,14 @@ async def signaling_url():
         yield f"ws://127.0.0.1:{bound_port(ws_server)}"
 
 
+def start_receiver(*argv: str) -> asyncio.Future:
+    """The receiver's async entry point as a task in this event loop."""
+    return asyncio.ensure_future(receiver_cli.run(receiver_cli.parse_args([*argv, "--threads", "1"])))
+
+
 async def in_process_call(receiver_argv: list[str], sender_argv: list[str]) -> tuple[int, int]:
     """Run receiver and sender in this event loop; their exit codes."""
-    receiving = asyncio.ensure_future(receiver_cli.run(receiver_cli.parse_args([*receiver_argv, "--threads", "1"])))
+    receiving = start_receiver(*receiver_argv)
     sent = await asyncio.wait_for(sender_cli.run(sender_cli.parse_args([*sender_argv, "--threads", "1"])), 60)
     return await asyncio.wait_for(receiving, 30), sent
 
@@ -185,12 +193,26 @@ async def test_wrong_model_is_refused_on_both_ends(tmp_path, signaling_url, clip
     assert "the receiver refused the call: sender runs model 'other'" in caplog.text
 
 
+@contextlib.asynccontextmanager
+async def hand_driven_sender(url: str, room: str, model: TPSModel) -> AsyncIterator[OpenCall]:
+    """A real aiortc offerer that says hello with ``model`` and then sends whatever the test sends."""
+    async with SignalingClient(url, room, "sender") as sig:
+        await sig.wait_for_peer()
+        pc = RTCPeerConnection(ice_configuration([]))
+        try:
+            call = await open_call(pc, sig, asyncio.Event())
+            hello = hello_fields(ModelIdentity.of(model), model.cfg.resolution, FPS, None)
+            call.control.send(encode_control("hello", **hello))
+            assert (await asyncio.wait_for(call.inbox.next("accept", "refuse"), 10))["type"] == "accept"
+            yield call
+        finally:
+            await pc.close()
+
+
 async def test_malformed_and_foreign_messages_are_dropped_and_counted(tmp_path, signaling_url, refs, tiny):
-    """A hand-driven aiortc sender puts bad messages between good ones."""
     stats_path, record = tmp_path / "stats.json", tmp_path / "call.mp4"
-    receiving = asyncio.ensure_future(receiver_cli.run(receiver_cli.parse_args(
-        ["--refs", str(refs), "--model", str(tiny["tiny"]), "--signaling", signaling_url, "--room", "bad",
-         "--stats-out", str(stats_path), "--record", str(record)])))
+    receiving = start_receiver("--refs", str(refs), "--model", str(tiny["tiny"]), "--signaling", signaling_url,
+                               "--room", "bad", "--stats-out", str(stats_path), "--record", str(record))
     model = load_model(tiny["tiny"])
     ident = ModelIdentity.of(model)
     kp, st = np.zeros((ident.num_keypoints, 2)), np.ones(ident.num_keypoints)
@@ -198,26 +220,46 @@ async def test_malformed_and_foreign_messages_are_dropped_and_counted(tmp_path, 
     messages = [b"\xc1 not msgpack", "text on the keypoint channel", msgpack.packb([2, "tiny", "x", 0]),
                 encode_frame(ModelIdentity("other", ident.model_version, ident.num_keypoints), 1, 0, kp, st),
                 good(5), good(3), good(6)]
-    async with SignalingClient(signaling_url, "bad", "sender") as sig:
-        await sig.wait_for_peer()
-        pc = RTCPeerConnection(ice_configuration([]))
-        try:
-            call = await open_call(pc, sig, asyncio.Event())
-            call.control.send(encode_control("hello", **hello_fields(ident, model.cfg.resolution, FPS, None)))
-            assert (await asyncio.wait_for(call.inbox.next("accept", "refuse"), 10))["type"] == "accept"
-            for message in messages:
-                call.keypoints.send(message)
-                await asyncio.sleep(0.1)
-            call.control.send(encode_control("bye", reason="test over", last_seq=6))
-            await asyncio.wait_for(call.inbox.next("bye"), 10)
-        finally:
-            await pc.close()
+    async with hand_driven_sender(signaling_url, "bad", model) as call:
+        for message in messages:
+            call.keypoints.send(message)
+            await asyncio.sleep(0.1)
+        call.control.send(encode_control("bye", reason="test over", last_seq=6))
+        await asyncio.wait_for(call.inbox.next("bye"), 10)
     assert await asyncio.wait_for(receiving, 30) == 0
     stats = json.loads(stats_path.read_text())
     assert (stats["malformed"], stats["refused"]) == (2, 2)
     assert (stats["frames_received"], stats["frames_stale"]) == (3, 1)
     assert 1 <= stats["frames_rendered"] <= 2
     assert stats["recording"] == {"path": str(record), "frames": 2, "first_seq": 5}
+
+
+async def test_silent_sender_ends_the_call_after_the_idle_timeout(tmp_path, signaling_url, refs, tiny):
+    stats_path, record = tmp_path / "stats.json", tmp_path / "call.mp4"
+    receiving = start_receiver("--refs", str(refs), "--model", str(tiny["tiny"]), "--signaling", signaling_url,
+                               "--room", "quiet", "--stats-out", str(stats_path), "--record", str(record),
+                               "--idle-timeout", "1.5")
+    model = load_model(tiny["tiny"])
+    ident = ModelIdentity.of(model)
+    async with hand_driven_sender(signaling_url, "quiet", model) as call:
+        for seq in range(3):
+            call.keypoints.send(encode_frame(ident, seq, time.time_ns(), np.zeros((ident.num_keypoints, 2)),
+                                             np.ones(ident.num_keypoints)))
+        assert await asyncio.wait_for(receiving, 30) == 1  # while this peer stays connected, silent
+    stats = json.loads(stats_path.read_text())
+    assert stats["end_reason"] == "idle timeout"
+    assert stats["frames_received"] == 3 and len(read_frames(record)) == stats["recording"]["frames"] >= 1
+
+
+def test_display_without_gui_is_a_clear_error(refs, tiny, caplog):
+    try:
+        Display().close()
+        pytest.skip("this OpenCV build has GUI support")
+    except DisplayUnavailable:
+        pass
+    args = receiver_cli.parse_args(["--refs", str(refs), "--model", str(tiny["tiny"]), "--input", "x", "--display"])
+    assert asyncio.run(receiver_cli.run(args)) == 2
+    assert "opencv-python-headless has none" in caplog.text
 
 
 async def test_call_file_round_trip(tmp_path, clip, refs, tiny):
