@@ -147,6 +147,16 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
     started = time.time() - elapsed
     bar = tqdm(total=opts.steps, initial=step, desc="train", dynamic_ncols=True, disable=None)
     running: dict[str, float] = {}
+
+    def run_validation() -> dict[str, float]:
+        val_psnr, base_psnr, preds = validate(model, val_src, val_drv, device)
+        save_grid(out / f"val_{step:06d}.png", val_src, val_drv, preds)
+        bar.write(f"step {step}: validation PSNR {val_psnr:.2f} dB (frozen reference {base_psnr:.2f} dB)")
+        history.append({"step": step, "val_psnr": val_psnr, "val_baseline_psnr": base_psnr, "time_s": round(elapsed, 1)})
+        return {"val_psnr": val_psnr, "val_baseline_psnr": base_psnr}
+
+    if step == 0:
+        run_validation()
     while step < opts.steps:
         if opts.time_limit_min is not None and elapsed > opts.time_limit_min * 60:
             log.info("time limit reached at step %d", step)
@@ -172,11 +182,7 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
         record = {"step": step, "time_s": round(elapsed, 1), "lr": lr_at(step - 1, opts), **{k: v.item() for k, v in losses.items()},
                   "total": total.item()}
         if step % opts.val_every == 0 or step == opts.steps:
-            val_psnr, base_psnr, preds = validate(model, val_src, val_drv, device)
-            record.update(val_psnr=val_psnr, val_baseline_psnr=base_psnr)
-            save_grid(out / f"val_{step:06d}.png", val_src, val_drv, preds)
-            bar.write(f"step {step}: validation PSNR {val_psnr:.2f} dB (frozen reference {base_psnr:.2f} dB)")
-            history.append({"step": step, "val_psnr": val_psnr, "val_baseline_psnr": base_psnr, "time_s": round(elapsed, 1)})
+            record.update(run_validation())
         log_file.write(json.dumps(record) + "\n")
         log_file.flush()
         if step % opts.save_every == 0:

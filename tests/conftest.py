@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from shared_model.config import ModelConfig
 from shared_model.synthetic import talking_face
 from shared_model.video import write_video
 
@@ -22,3 +23,9 @@ def face_video(tmp_path_factory, face_frames) -> str:
     path = tmp_path_factory.mktemp("clip") / "face.mp4"
     write_video(path, face_frames, 25.0)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def small_config() -> ModelConfig:
+    """A tiny 64 px model configuration: fast enough to train for a few steps in a test."""
+    return ModelConfig(resolution=64, kp_channels=(16, 32, 32), motion_channels=(32, 64), gen_channels=(16, 32, 64))

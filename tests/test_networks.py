@@ -1,15 +1,12 @@
 import torch
 
-from shared_model.config import ModelConfig
 from shared_model.losses import LossWeights
 from shared_model.model import TPSModel
 
-SMALL = ModelConfig(resolution=64, kp_channels=(16, 32, 32), motion_channels=(32, 64), gen_channels=(16, 32, 64))
 
-
-def test_shapes_and_ranges():
+def test_shapes_and_ranges(small_config):
     torch.manual_seed(0)
-    model = TPSModel(SMALL).eval()
+    model = TPSModel(small_config).eval()
     x = torch.rand(2, 3, 64, 64)
     kp, strength = model.detector(x)
     assert kp.shape == (2, 50, 2) and strength.shape == (2, 50)
@@ -21,9 +18,9 @@ def test_shapes_and_ranges():
     assert torch.allclose(out["maps"].sum(1), torch.ones(2, 16, 16), atol=1e-5)
 
 
-def test_strengths_change_the_output():
+def test_strengths_change_the_output(small_config):
     torch.manual_seed(0)
-    model = TPSModel(SMALL).eval()
+    model = TPSModel(small_config).eval()
     x = torch.rand(1, 3, 64, 64)
     kp, strength = model.detector(x)
     kp_d = (kp + 0.05).clamp(-1, 1)
@@ -32,9 +29,9 @@ def test_strengths_change_the_output():
     assert (a - b).abs().max() > 1e-4
 
 
-def test_gradients_reach_every_part():
+def test_gradients_reach_every_part(small_config):
     torch.manual_seed(0)
-    model = TPSModel(SMALL).train()
+    model = TPSModel(small_config).train()
     losses, _ = model.training_losses(torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64), LossWeights())
     assert set(losses) == {"l1", "ssim", "equivariance", "warp"}
     sum(losses.values()).backward()
@@ -43,9 +40,9 @@ def test_gradients_reach_every_part():
         assert grads and sum(grads) > 0, part.__class__.__name__
 
 
-def test_cached_source_features_give_the_same_frame():
+def test_cached_source_features_give_the_same_frame(small_config):
     torch.manual_seed(0)
-    model = TPSModel(SMALL).eval()
+    model = TPSModel(small_config).eval()
     x, y = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
     kp_s, st_s = model.detector(x)
     kp_d, st_d = model.detector(y)
