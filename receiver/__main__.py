@@ -20,7 +20,7 @@ from shared_model.logs import setup_logging
 from shared_model.references import ReferenceError, load_reference_images
 from shared_model.rtc import add_ice_arguments, configuration_from_args
 from shared_model.wire import ModelIdentity, WireError
-from signaling.client import SignalingError
+from signaling.client import SignalingError, add_signaling_arguments
 
 from .call import CallOptions, receive_call, replay_file
 from .display import Display, DisplayUnavailable
@@ -35,10 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m receiver", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--refs", required=True, help="folder of reference images of the sender's face")
-    src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--signaling", metavar="URL", help="signaling server, e.g. ws://127.0.0.1:8765")
-    src.add_argument("--input", metavar="FILE", help="play a file written by sender --output instead")
-    ap.add_argument("--room", default="default", help="signaling room (default %(default)s)")
+    add_signaling_arguments(ap, "--input", "play a file written by sender --output instead")
     ap.add_argument("--record", metavar="OUT.mp4", help="record the rebuilt frames on the sender's clock")
     ap.add_argument("--display", action="store_true", help="show the rebuilt frames in a window")
     ap.add_argument("--stats-out", metavar="FILE.json", help="write the call's measurements here")
@@ -59,7 +56,8 @@ def build_session(args: argparse.Namespace) -> Session:
              backend.device, len(refs), ", ".join(name for name, _ in refs))
     renderer = backend.renderer([image for _, image in refs])
     display = Display() if args.display else None
-    return Session(renderer, Expectation(ModelIdentity.of(model), model.cfg.resolution), args.record, display)
+    return Session(renderer, Expectation(ModelIdentity.of(model), model.cfg.resolution), args.record, display,
+                   live=args.input is None)
 
 
 async def run(args: argparse.Namespace) -> int:

@@ -1,9 +1,10 @@
 """Reference images from one's own video: ``python -m receiver.prepare_refs --video FILE --out ./me --count 4``.
 
-Frames with a face are cropped around it as reference images are (``shared_model.crop.crop_image``); blurry ones (below-median
-sharpness) are passed over; then ``count`` frames as different from each other as possible are chosen
-(farthest-point sampling on small grey thumbnails, starting from the most typical frame) and written as PNGs.
-Give the receiver the folder: ``python -m receiver --refs ./me ...``.
+Frames are sampled every 0.2 s and cropped around the face as reference images are
+(``shared_model.crop.crop_image``); frames without a face, crops in which the face is not found again, and
+blurry crops (below-median sharpness) are passed over. Then ``count`` crops as different from each other
+as possible are chosen (farthest-point sampling on small grey thumbnails, starting from the most typical
+one) and written as PNGs. Give the receiver the folder: ``python -m receiver --refs ./me ...``.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from shared_model.crop import NoFaceError, crop_image
+from shared_model.crop import NoFaceError, crop_image, detect_face
 from shared_model.video import VideoError, iter_frames, video_fps
 
 log = logging.getLogger(__name__)
@@ -62,9 +63,11 @@ def prepare_refs(video: str | Path, out: str | Path, count: int = 4, size: int =
     crops = []
     for frame in candidate_frames(video):
         try:
-            crops.append(crop_image(frame, size))
+            crop = crop_image(frame, size)
         except NoFaceError:
             continue
+        if detect_face(crop) is not None:  # the receiver finds the face again when it loads the file
+            crops.append(crop)
     if not crops:
         raise VideoError(f"no face found in {video}")
     sharp = np.array([sharpness(c) for c in crops])

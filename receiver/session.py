@@ -45,11 +45,11 @@ class Expectation:
 
 class Session:
     def __init__(self, renderer: FrameRenderer, expect: Expectation, record: str | None = None,
-                 display: Display | None = None) -> None:
+                 display: Display | None = None, live: bool = True) -> None:
         self.renderer, self.expect = renderer, expect
         self.record_path, self.display = record, display
         self.recorder: Recorder | None = None
-        self.stats = CallStats()
+        self.stats = CallStats(live=live)
         self.hello: dict[str, Any] | None = None
         self.refusal: str | None = None
         self.bye = asyncio.Event()

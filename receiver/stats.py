@@ -3,8 +3,11 @@
 Latency is capture (the sender's wall clock, in the message) to render done (the receiver's wall clock): it
 is exact when both run on one host; across machines it includes their clock offset (NTP keeps it to a few
 ms on a LAN, more over the internet). Rates are taken over the streaming window, from the first to the last
-frame message received: payload counts frame messages, wire counts every datagram at the ICE transport
-(DTLS + SCTP + SACKs + ICE consent checks; UDP/IP headers, 28 bytes a datagram on IPv4, are not included).
+frame message received: payload counts frame messages, wire counts every DTLS datagram at the ICE transport
+(SCTP data and SACKs with DTLS framing; not UDP/IP headers, 28 bytes a datagram on IPv4, nor ICE's own
+STUN consent checks, which aioice sends outside this path).
+When a call file is replayed (``--input``) there is no latency and no wire, and the payload rate is taken on
+the sender's capture clock.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ def summary(values: list[float]) -> dict[str, float | int | None]:
 
 @dataclass
 class CallStats:
+    live: bool = True  # False when replaying a call file: no latency, rates on the capture clock
     tap: DatagramTap | None = None
     received: int = 0
     rendered: int = 0
@@ -43,25 +47,29 @@ class CallStats:
     arrival_ms: list[float] = field(default_factory=list)
     render_ms: list[float] = field(default_factory=list)
     render_times: list[float] = field(default_factory=list)
-    _first_arrival: tuple[float, int, TapCounts | None] | None = None  # time, payload bytes, tap counts
+    # (seconds, payload bytes so far, tap counts) at the first and the latest frame message
+    _first_arrival: tuple[float, int, TapCounts | None] | None = None
     _last_arrival: tuple[float, int, TapCounts | None] | None = None
 
     def frame_received(self, frame: FrameMessage) -> None:
         """A valid frame message arrived (counted whether or not it is rendered)."""
-        now = time.time_ns()
         self.received += 1
         self.payload_bytes += frame.size
-        self.arrival_ms.append((now - frame.capture_ns) / 1e6)
         self.first_seq = frame.seq if self.first_seq is None else min(self.first_seq, frame.seq)
         self.last_seq = frame.seq if self.last_seq is None else max(self.last_seq, frame.seq)
-        mark = (time.monotonic(), self.payload_bytes, self.tap.counts() if self.tap else None)
+        if self.live:
+            self.arrival_ms.append((time.time_ns() - frame.capture_ns) / 1e6)
+            mark = (time.monotonic(), self.payload_bytes, self.tap.counts() if self.tap else None)
+        else:
+            mark = (frame.capture_ns / 1e9, self.payload_bytes, None)
         if self._first_arrival is None:
             self._first_arrival = mark
         self._last_arrival = mark
 
     def frame_rendered(self, frame: FrameMessage, render_s: float) -> None:
         self.rendered += 1
-        self.latency_ms.append((time.time_ns() - frame.capture_ns) / 1e6)
+        if self.live:
+            self.latency_ms.append((time.time_ns() - frame.capture_ns) / 1e6)
         self.render_ms.append(1000 * render_s)
         self.render_times.append(time.monotonic())
 
@@ -75,7 +83,8 @@ class CallStats:
         out: dict[str, Any] = {
             "frames_expected": self.expected, "frames_received": self.received, "frames_rendered": self.rendered,
             "frames_lost": self.expected - self.received, "frames_stale": self.stale, "frames_skipped": self.skipped,
-            "malformed": self.malformed, "refused": self.refused, "first_seq": self.first_seq, "last_seq": self.last_seq,
+            "malformed": self.malformed, "refused": self.refused,
+            "first_seq": self.first_seq, "last_seq": self.last_seq,
             "bytes_per_message": self.payload_bytes / self.received if self.received else None,
             "latency_ms": summary(self.latency_ms), "arrival_latency_ms": summary(self.arrival_ms),
             "render_ms": summary(self.render_ms), "sender": self.sender,

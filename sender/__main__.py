@@ -16,7 +16,7 @@ from shared_model.logs import setup_logging
 from shared_model.rtc import Impairment, add_ice_arguments, configuration_from_args
 from shared_model.video import VideoError
 from shared_model.wire import ModelIdentity
-from signaling.client import SignalingError
+from signaling.client import SignalingError, add_signaling_arguments
 
 from .call import CallOptions, run_call
 from .capture import open_source
@@ -30,10 +30,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m sender", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--source", required=True, help="camera index (0, 1, ...) or video file")
-    dest = ap.add_mutually_exclusive_group(required=True)
-    dest.add_argument("--signaling", metavar="URL", help="signaling server, e.g. ws://127.0.0.1:8765")
-    dest.add_argument("--output", metavar="FILE", help="write the messages to FILE instead of calling")
-    ap.add_argument("--room", default="default", help="signaling room (default %(default)s)")
+    add_signaling_arguments(ap, "--output", "write the messages to FILE instead of calling")
     ap.add_argument("--fps", type=float, help="send at most N frames a second (default: the source's rate)")
     add_model_arguments(ap)
     add_ice_arguments(ap)

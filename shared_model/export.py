@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 OPSET = 18
 PARTS = ("detector", "encoder", "generator")
 META_FILE = "meta.json"
+#: Loggers of the exporter and its graph optimizer, chatty at INFO / WARNING about things that do not matter
+#: here (e.g. torchvision ops this model does not use).
+_NOISY_LOGGERS = ("torch.onnx", "onnxscript", "onnx_ir")
 
 
 class _Encoder(nn.Module):
@@ -86,6 +89,8 @@ def export_model(model: TPSModel, out: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
     inputs, names = example_inputs(model), io_names(model)
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     for part, module in part_modules(model).items():
         path = out / f"{part}.onnx"
         log.info("exporting %s to %s", part, path)

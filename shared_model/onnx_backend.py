@@ -122,7 +122,8 @@ class OnnxRenderer:
         kp = np.asarray(kp, np.float32)
         strength = np.asarray(strength, np.float32)
         i = self.picker(torch.from_numpy(kp), torch.from_numpy(strength))
-        inputs = {"source": self.sources[i], "kp_source": self.kp[i : i + 1], "strength_source": self.strength[i : i + 1],
-                  "kp_driving": kp[None], "strength_driving": strength[None], **self.feats[i]}
+        inputs = {"source": self.sources[i], "kp_source": self.kp[i : i + 1],
+                  "strength_source": self.strength[i : i + 1], "kp_driving": kp[None],
+                  "strength_driving": strength[None], **self.feats[i]}
         (prediction,) = self.onnx.sessions["generator"].run(None, inputs)
         return image_output(prediction), i

@@ -1,9 +1,10 @@
 """WebRTC plumbing both peers share: ICE servers, the two negotiated data channels, and a datagram tap.
 
 The tap wraps the ICE transport's ``_send`` / ``_recv``, which aiortc 1.16 sets as instance attributes and
-which carry every DTLS datagram (SCTP for the data channels) in and out; it is private API, hence the
-``aiortc>=1.16,<1.17`` pin. It counts the bytes that really cross the network, and on the sender it can
-emulate loss, delay and jitter on outgoing datagrams (tc netem is not available on the development machines).
+which carry every DTLS datagram (SCTP for the data channels) in and out; ICE's own STUN checks bypass them.
+It is private API, hence the ``aiortc>=1.16,<1.17`` pin. The tap counts the bytes that really cross the
+network, and on the sender it can emulate loss, delay and jitter on outgoing datagrams (tc netem is not
+available on the development machines).
 """
 from __future__ import annotations
 
@@ -16,36 +17,47 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiortc import RTCConfiguration, RTCDataChannel, RTCIceServer, RTCPeerConnection
+from aiortc.rtcicetransport import parse_stun_turn_uri
 
 log = logging.getLogger(__name__)
 
 KEYPOINT_CHANNEL_ID = 0
 CONTROL_CHANNEL_ID = 1
+#: The TURN transports aiortc uses (it silently ignores a server with any other).
+TURN_TRANSPORTS = {"turn": ("udp", "tcp"), "turns": ("tcp",)}
 
 
 def add_ice_arguments(parser: argparse.ArgumentParser) -> None:
-    """The STUN / TURN flags of the sender and the receiver."""
+    """The STUN / TURN flags of the sender and the receiver (aiortc uses one server of each kind)."""
     g = parser.add_argument_group("ICE servers (default: none, enough on one machine or a LAN)")
-    g.add_argument("--stun", action="append", default=[], metavar="URL",
-                   help="STUN server, e.g. stun:stun.l.google.com:19302 (repeatable)")
-    g.add_argument("--turn", metavar="URL", help="TURN relay, e.g. turn:turn.example.org:3478?transport=udp")
+    g.add_argument("--stun", metavar="URL", help="STUN server, e.g. stun:stun.l.google.com:19302")
+    g.add_argument("--turn", metavar="URL", help="TURN relay: turn:HOST:3478 (UDP), turn:HOST:3478?transport=tcp, "
+                                               "or turns:HOST:5349?transport=tcp (TLS)")
     g.add_argument("--turn-user", help="TURN user name")
     g.add_argument("--turn-password", help="TURN password")
 
 
-def ice_configuration(stun: list[str], turn: str | None = None, turn_user: str | None = None,
+def ice_configuration(stun: str | None = None, turn: str | None = None, turn_user: str | None = None,
                       turn_password: str | None = None) -> RTCConfiguration:
     """An explicit ICE server list: aiortc falls back to Google's STUN server when none is given."""
-    for url in stun:
-        if not url.startswith(("stun:", "stuns:")):
-            raise ValueError(f"--stun wants a stun: or stuns: URL, got {url!r}")
-    servers = [RTCIceServer(urls=url) for url in stun]
+    servers = []
+    if stun:
+        if not stun.startswith(("stun:", "stuns:")):
+            raise ValueError(f"--stun wants a stun: URL, got {stun!r}")
+        servers.append(RTCIceServer(urls=stun))
     if turn:
         if not turn.startswith(("turn:", "turns:")):
             raise ValueError(f"--turn wants a turn: or turns: URL, got {turn!r}")
         if not (turn_user and turn_password):
             raise ValueError("--turn needs --turn-user and --turn-password")
         servers.append(RTCIceServer(urls=turn, username=turn_user, credential=turn_password))
+    for server in servers:
+        try:
+            parsed = parse_stun_turn_uri(server.urls)
+        except ValueError as exc:
+            raise ValueError(f"bad ICE server URL {server.urls!r}: {exc}") from exc
+        if parsed["scheme"].startswith("turn") and parsed["transport"] not in TURN_TRANSPORTS[parsed["scheme"]]:
+            raise ValueError(f"{server.urls!r}: aiortc takes turn: over udp or tcp, turns: over tcp only")
     return RTCConfiguration(iceServers=servers)
 
 

@@ -1,6 +1,7 @@
 """The peers' side of signaling: join a room, exchange offer / answer, hear when the other peer leaves."""
 from __future__ import annotations
 
+import argparse
 import asyncio
 from typing import Any
 
@@ -9,6 +10,14 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from . import protocol
 from .protocol import ProtocolError
+
+
+def add_signaling_arguments(parser: argparse.ArgumentParser, offline_flag: str, offline_help: str) -> None:
+    """``--signaling URL [--room NAME]``, or ``offline_flag FILE`` instead: one of the two is required."""
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--signaling", metavar="URL", help="signaling server, e.g. ws://127.0.0.1:8765")
+    where.add_argument(offline_flag, metavar="FILE", help=offline_help)
+    parser.add_argument("--room", default="default", help="signaling room (default %(default)s)")
 
 
 class SignalingError(RuntimeError):

@@ -198,7 +198,7 @@ async def hand_driven_sender(url: str, room: str, model: TPSModel) -> AsyncItera
     """A real aiortc offerer that says hello with ``model`` and then sends whatever the test sends."""
     async with SignalingClient(url, room, "sender") as sig:
         await sig.wait_for_peer()
-        pc = RTCPeerConnection(ice_configuration([]))
+        pc = RTCPeerConnection(ice_configuration())
         try:
             call = await open_call(pc, sig, asyncio.Event())
             hello = hello_fields(ModelIdentity.of(model), model.cfg.resolution, FPS, None)

@@ -89,7 +89,8 @@ def test_wrappers_match_torch_on_real_frames(exported, caplog):
     kp_o, st_o = OnnxKeypointExtractor(onnx_model)(frames[1])
     np.testing.assert_allclose(kp_o, kp_t, atol=1e-3)
     np.testing.assert_allclose(st_o, st_t, atol=1e-3)
-    torch_renderer, onnx_renderer = Renderer(model, [frames[0], frames[3]]), OnnxRenderer(onnx_model, [frames[0], frames[3]])
+    refs = [frames[0], frames[3]]
+    torch_renderer, onnx_renderer = Renderer(model, refs), OnnxRenderer(onnx_model, refs)
     for frame in frames:
         kp, st = KeypointExtractor(model)(frame)
         (img_t, ref_t), (img_o, ref_o) = torch_renderer.render(kp, st), onnx_renderer.render(kp, st)
