@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import threading
 
 from shared_model.aio import Interrupted, stop_on_signals
 from shared_model.backend import Backend, add_model_arguments
@@ -79,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging("sender", args.verbose)
     if args.output:
         try:
-            write_call_file(open_source(args.source, args.fps, realtime=False), _pipeline(args), args.output,
-                            threading.Event())
+            write_call_file(open_source(args.source, args.fps, realtime=False), _pipeline(args), args.output)
         except (ValueError, VideoError, FileNotFoundError, OSError) as exc:
             log.error("%s", exc)
             return 2

@@ -183,6 +183,7 @@ async def _call(pc: RTCPeerConnection, sig: SignalingClient, source: FrameSource
 
     tasks = {"source ended": asyncio.ensure_future(streamer.run()),
              "connection lost": asyncio.ensure_future(watch.ended.wait()),
+             "receiver left": asyncio.ensure_future(sig.wait_gone()),
              "receiver hung up": asyncio.ensure_future(inbox.next("bye")),
              "interrupted": asyncio.ensure_future(stop.wait())}
     ticker = asyncio.ensure_future(_every(opts.stats_interval, send_stats))
@@ -195,7 +196,7 @@ async def _call(pc: RTCPeerConnection, sig: SignalingClient, source: FrameSource
     if tasks["source ended"] in done and tasks["source ended"].exception() is not None:
         raise tasks["source ended"].exception()
     log.info("call ending: %s", reason)
-    if reason != "connection lost" and control.readyState == "open":
+    if reason not in ("connection lost", "receiver left") and control.readyState == "open":
         send_stats()
         control.send(encode_control("bye", reason=reason, last_seq=streamer.last_seq))
         if reason != "receiver hung up":
@@ -206,7 +207,7 @@ async def _call(pc: RTCPeerConnection, sig: SignalingClient, source: FrameSource
     rates = wire_rates(start, tap.counts())
     log.info("sent %s; wire %s kbps out, %s kbps in; %d datagrams dropped by --impair-loss",
              pipeline.counts.as_dict(), _fmt(rates["sent_kbps"]), _fmt(rates["received_kbps"]), tap.dropped_packets)
-    ok = reason != "connection lost" and streamer.error is None
+    ok = reason not in ("connection lost", "receiver left") and streamer.error is None
     return 0 if ok else 1
 
 

@@ -14,18 +14,21 @@ from .pipeline import FramePipeline
 log = logging.getLogger(__name__)
 
 
-def write_call_file(source: FrameSource, pipeline: FramePipeline, path: str | Path, stop: threading.Event) -> None:
-    """Every frame of the source, processed in order (no real-time pacing, nothing dropped)."""
+def write_call_file(source: FrameSource, pipeline: FramePipeline, path: str | Path) -> None:
+    """Every frame of the source, processed in order (no real-time pacing for a file, nothing dropped)."""
     counts = pipeline.counts
     with RecordWriter(path) as out:
         out.control(encode_control("hello", **pipeline.hello(source.fps)))
-        for item in source.frames(stop):
-            counts.captured += 1
-            message = pipeline(item)
-            if message is not None:
-                out.frame(message)
-                counts.sent += 1
-                counts.payload_bytes += len(message)
+        try:
+            for item in source.frames(threading.Event()):
+                counts.captured += 1
+                message = pipeline(item)
+                if message is not None:
+                    out.frame(message)
+                    counts.sent += 1
+                    counts.payload_bytes += len(message)
+        except KeyboardInterrupt:  # a camera runs until Ctrl-C: end the file properly
+            log.info("interrupted")
         out.control(encode_control("stats", crop=pipeline.crop, **counts.as_dict()))
         out.control(encode_control("bye", reason="source ended", last_seq=counts.captured - 1))
     log.info("wrote %d frame messages (%d bytes) to %s; %s", counts.sent, counts.payload_bytes, path, counts.as_dict())

@@ -1,0 +1,63 @@
+"""Sender pieces without a network: pacing and subsampling of a file, frames without a face, call files."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from sender import __main__ as sender_cli
+from sender.capture import FileSource, Subsampler
+from shared_model.config import ModelConfig
+from shared_model.model import TPSModel, save_model
+from shared_model.records import CONTROL, FRAME, read_records
+from shared_model.synthetic import talking_face
+from shared_model.video import write_video
+
+TINY = ModelConfig(resolution=64, kp_channels=(16, 32, 32), motion_channels=(32, 64), gen_channels=(16, 32, 64))
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """12 frames at 25 fps: 4 of a grey wall, then 8 of a face."""
+    frames = np.concatenate([np.full((4, 256, 256, 3), 120, np.uint8), talking_face(frames=8, size=256, seed=1)])
+    path = tmp_path_factory.mktemp("clip") / "wall_then_face.mp4"
+    write_video(path, frames, 25.0)
+    return path
+
+
+def test_subsampler_keeps_a_regular_grid():
+    t = np.arange(50) / 25.0
+    kept = [x for x in t if Subsampler(None).keep(x)]
+    assert len(kept) == 50
+    sub = Subsampler(10.0)
+    kept = [round(x, 2) for x in t if sub.keep(x)]
+    assert kept[:5] == [0.0, 0.12, 0.2, 0.32, 0.4] and len(kept) == 20
+
+
+def test_file_plays_at_its_own_pace(clip):
+    start = time.monotonic()
+    frames = list(FileSource(clip).frames(threading.Event()))
+    assert time.monotonic() - start >= 11 / 25.0 - 0.02  # 12 frames at 25 fps, like a camera
+    assert [f.seq for f in frames] == list(range(12))
+    gaps = np.diff([f.capture_ns for f in frames]) / 1e9
+    assert np.all(gaps > 0.02)
+    fast = list(FileSource(clip, fps=10, realtime=False).frames(threading.Event()))
+    assert len(fast) == 5 and np.allclose(np.diff([f.capture_ns for f in fast]) / 1e9, [0.12, 0.08, 0.12, 0.08],
+                                          atol=1e-3)
+
+
+def test_frames_without_a_face_are_skipped_and_counted(clip, tmp_path):
+    weights = tmp_path / "tiny.pt"
+    save_model(TPSModel(TINY), weights, "tiny")
+    out = tmp_path / "call.kpc"
+    assert sender_cli.main(["--source", str(clip), "--output", str(out), "--model", str(weights),
+                            "--threads", "1"]) == 0
+    records = list(read_records(out))
+    controls = [json.loads(p) for k, p in records if k == CONTROL]
+    assert [c["type"] for c in controls] == ["hello", "stats", "bye"]
+    stats, bye = controls[1], controls[2]
+    assert (stats["captured"], stats["without_face"], stats["sent"]) == (12, 4, 8)
+    assert bye["last_seq"] == 11 and sum(k == FRAME for k, _ in records) == 8
