@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from .session import Session
 log = logging.getLogger(__name__)
 
 SETUP_TIMEOUT_S = 30.0
+BYE_GRACE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ async def receive_call(session: Session, opts: CallOptions, stop: asyncio.Event)
             reason = next(name for name, task in tasks.items() if task in done)
             if reason == "interrupted" and control.readyState == "open":
                 control.send(encode_control("bye", reason="receiver interrupted"))
+                with contextlib.suppress(TimeoutError):  # give the sender a moment to read it and hang up
+                    await asyncio.wait_for(watch.ended.wait(), BYE_GRACE_S)
             return reason
         finally:
             await pc.close()

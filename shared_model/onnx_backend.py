@@ -1,8 +1,8 @@
 """onnxruntime versions of ``KeypointExtractor`` and ``Renderer``, running the graphs ``shared_model.export`` writes.
 
-Provider choice: the CUDA provider when onnxruntime offers it and a GPU is present, else the CPU provider
-with a warning; the providers a session really got are checked after it is created (onnxruntime falls back
-to the CPU silently when the CUDA libraries do not load).
+Provider choice: the CUDA provider when onnxruntime offers it, else the CPU provider with a warning; the
+providers a session really got are checked after it is created, since onnxruntime falls back to the CPU on
+its own when there is no GPU or the CUDA libraries do not load (a warning is logged then too).
 """
 from __future__ import annotations
 
@@ -28,27 +28,30 @@ class OnnxModelError(RuntimeError):
 
 
 def providers_for(device: str) -> list[str]:
-    """Execution providers to ask for: ``auto`` prefers CUDA when usable, ``cuda`` insists on it."""
-    cuda_ok = CUDA in ort.get_available_providers() and torch.cuda.is_available()
-    if device == "cuda" and not cuda_ok:
-        raise RuntimeError("--device cuda asked for, but onnxruntime has no usable CUDA provider "
-                           "(install onnxruntime-gpu on a machine with a GPU)")
-    if device != "cpu" and cuda_ok:
+    """Execution providers to ask for: ``auto`` prefers CUDA when this onnxruntime offers it, ``cuda`` insists.
+    Whether a GPU really serves it shows only once a session exists (``create_session`` checks)."""
+    offered = CUDA in ort.get_available_providers()
+    if device == "cuda" and not offered:
+        raise RuntimeError("--device cuda asked for, but this onnxruntime has no CUDA provider "
+                           "(install onnxruntime-gpu instead of onnxruntime)")
+    if device != "cpu" and offered:
         return [CUDA, CPU]
     if device == "auto":
-        log.warning("onnxruntime runs on the CPU: no CUDA provider or no GPU")
+        log.warning("onnxruntime runs on the CPU: it has no CUDA provider")
     return [CPU]
 
 
 def create_session(path: Path, wanted: list[str], threads: int | None = None) -> ort.InferenceSession:
-    """A session on the ``wanted`` providers, warning when the first of them did not load."""
+    """A session on the ``wanted`` providers, warning when CUDA was wanted but did not load (no GPU, or
+    missing CUDA / cuDNN libraries: onnxruntime then falls back to the CPU on its own)."""
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(path), options, providers=wanted)
     got = session.get_providers()
     if wanted[0] == CUDA and got[0] != CUDA:
-        log.warning("%s: the CUDA provider failed to load, running on %s", path.name, got[0])
+        log.warning("%s: the CUDA provider did not load (no GPU or no CUDA libraries): running on %s",
+                    path.name, got[0])
     return session
 
 

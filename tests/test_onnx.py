@@ -82,7 +82,7 @@ def test_wrappers_match_torch_on_real_frames(exported, caplog):
     frames = talking_face(frames=4, size=res, seed=2)
     with caplog.at_level(logging.WARNING):
         onnx_model = OnnxModel(folder, model, "auto")
-    if not torch.cuda.is_available():
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
         assert "onnxruntime runs on the CPU" in caplog.text
         assert all(s.get_providers()[0] == CPU for s in onnx_model.sessions.values())
     kp_t, st_t = KeypointExtractor(model)(frames[1])
@@ -108,10 +108,10 @@ def test_folder_of_other_weights_is_refused(exported):
         OnnxModel(folder.parent, model, "cpu")
 
 
-def test_cuda_without_gpu_is_an_error():
-    if torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers():
-        pytest.skip("a GPU is present")
-    with pytest.raises(RuntimeError, match="no usable CUDA provider"):
+def test_cuda_without_cuda_provider_is_an_error():
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has the CUDA provider")
+    with pytest.raises(RuntimeError, match="no CUDA provider"):
         providers_for("cuda")
     assert providers_for("cpu") == [CPU]
 
