@@ -11,11 +11,9 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from aiortc import RTCPeerConnection
 
 from receiver import __main__ as receiver_cli
 from sender import __main__ as sender_cli
+from receiver.demo import free_port, wait_healthy
 from receiver.display import Display, DisplayUnavailable
 from sender.call import OpenCall, open_call
 from shared_model.config import ModelConfig
@@ -95,25 +94,6 @@ def stream_crops(frames: np.ndarray, resolution: int) -> list[np.ndarray]:
     """The crops the sender made (StreamCropper is deterministic)."""
     cropper = StreamCropper(resolution)
     return [cropper(f) for f in frames]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()[0]
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError("signaling never answered /healthz")
 
 
 def tool(*args: str) -> subprocess.Popen:
