@@ -46,6 +46,7 @@ class TrainOptions:
     val_pairs: int = 32
     save_every: int = 100
     time_limit_min: float | None = None  # stop (and save) after this many minutes
+    stop_at: int | None = None  # stop (and save) at this step; the lr schedule still spans ``steps``
     dropout_until: float = 0.2  # TPS dropout during this share of the steps
     threads: int | None = None
 
@@ -161,6 +162,8 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
         if opts.time_limit_min is not None and elapsed > opts.time_limit_min * 60:
             log.info("time limit reached at step %d", step)
             break
+        if opts.stop_at is not None and step >= opts.stop_at:
+            break
         for group in opt.param_groups:
             group["lr"] = lr_at(step, opts)
         cut = opts.dropout_until * opts.steps
@@ -202,7 +205,7 @@ def parse_args(argv: list[str] | None) -> TrainOptions:
     ap.add_argument("--out")
     ap.add_argument("--model-id", help="name stored in the weights (and on the wire)")
     ap.add_argument("--init", help="start from these weights (shipped name or file): fine-tuning")
-    for name in ("steps", "batch", "seed", "val_every", "val_pairs", "save_every", "threads"):
+    for name in ("steps", "stop_at", "batch", "seed", "val_every", "val_pairs", "save_every", "threads"):
         ap.add_argument("--" + name.replace("_", "-"), type=int)
     for name in ("lr", "time_limit_min", "dropout_until"):
         ap.add_argument("--" + name.replace("_", "-"), type=float)
