@@ -111,8 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     res = load_model(args.model).cfg.resolution
-    truth = sender_crops(video, fps, res)[stats["recording"]["first_seq"]:]
+    first = stats["recording"]["first_seq"]
+    truth = sender_crops(video, fps, res)[first:]
     recorded = read_frames(out / "call.mp4")
+    if not args.refs and first == 0:  # frame 0 is the reference itself: infinite frozen-reference PSNR
+        truth, recorded = truth[1:], recorded[1:]
     frozen = [img for _, img in load_reference_images(refs, res)][0]
     psnr_call = float(np.mean([cv2.PSNR(t, r) for t, r in zip(truth, recorded)]))
     psnr_frozen = float(np.mean([cv2.PSNR(t, frozen) for t in truth]))

@@ -35,9 +35,11 @@ class Recorder:
         self._container = av.open(str(self.path), "w")
         stream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
         stream.height, stream.width = image.shape[:2]
-        stream.pix_fmt = "yuv420p"
+        # Near-lossless, full-resolution chroma: the recording is what quality is measured on, and 4:2:0 at
+        # 128 px alone costs ~2 dB of RGB PSNR on a 35 dB frame.
+        stream.pix_fmt = "yuv444p"
         stream.time_base = stream.codec_context.time_base = TIME_BASE
-        stream.options = {"crf": "16", "preset": "veryfast"}
+        stream.options = {"crf": "6", "preset": "veryfast"}
         self._stream = stream
 
     def _encode(self, image: np.ndarray, capture_ns: int) -> None:

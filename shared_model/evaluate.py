@@ -5,7 +5,8 @@
 
 The clip is face-cropped once (the same crop as the training data); the reference is its first frame unless
 ``--refs`` gives reference images; every frame is rebuilt from that frame's keypoints. PSNR / SSIM / L1 are
-computed on the uint8 RGB frames a receiver would show; ``baseline_*`` is the reference shown unchanged.
+computed on the uint8 RGB frames a receiver would show, averaged over the frames other than the reference
+frame itself (``frames`` counts them); ``baseline_*`` is the reference shown unchanged.
 With ``--videos DIR --held-out`` every clip the model held out of training (listed in its weights) is
 evaluated and the means over clips are reported.
 """
@@ -36,9 +37,13 @@ def frame_metrics(truth: np.ndarray, shown: np.ndarray) -> dict[str, float]:
     return {"psnr": psnr(a, b).item(), "ssim": ssim(a, b).item(), "l1": (a - b).abs().mean().item()}
 
 
-def evaluate_frames(model: TPSModel, frames: np.ndarray, references: list[np.ndarray],
-                    device: torch.device, progress: bool = True) -> tuple[dict, list[np.ndarray]]:
-    """Rebuild face-cropped frames (T, R, R, 3); returns the summary and the rebuilt frames."""
+def evaluate_frames(model: TPSModel, frames: np.ndarray, references: list[np.ndarray], device: torch.device,
+                    progress: bool = True, skip_first: bool = False) -> tuple[dict, list[np.ndarray]]:
+    """Rebuild face-cropped frames (T, R, R, 3); returns the summary and the rebuilt frames.
+
+    ``skip_first`` leaves frame 0 out of the means: when it is the reference itself, its frozen-reference
+    PSNR is infinite and would swamp the averages.
+    """
     extractor = KeypointExtractor(model, device)
     renderer = Renderer(model, references, device)
     rows, outputs, t_kp, t_gen = [], [], 0.0, 0.0
@@ -53,8 +58,9 @@ def evaluate_frames(model: TPSModel, frames: np.ndarray, references: list[np.nda
         base = frame_metrics(frame, references[ref])
         rows.append({**m, "baseline_psnr": base["psnr"], "baseline_ssim": base["ssim"], "reference": ref})
         outputs.append(rebuilt)
-    mean = lambda k: float(np.mean([r[k] for r in rows]))
-    summary = {"frames": len(rows), "resolution": model.cfg.resolution, "model": model.model_id,
+    scored = rows[1:] if skip_first else rows
+    mean = lambda k: float(np.mean([r[k] for r in scored]))
+    summary = {"frames": len(scored), "frames_rebuilt": len(rows), "resolution": model.cfg.resolution, "model": model.model_id,
                "model_version": model.version, "references": len(references),
                "psnr": mean("psnr"), "ssim": mean("ssim"), "l1": mean("l1"),
                "baseline_psnr": mean("baseline_psnr"), "baseline_ssim": mean("baseline_ssim"),
@@ -74,7 +80,7 @@ def evaluate_video(model: TPSModel, video: str | Path, refs: str | Path | None, 
                    video_out: str | Path | None = None) -> dict:
     frames = load_clip(video, model.cfg.resolution)
     references = [img for _, img in load_reference_images(refs, model.cfg.resolution)] if refs else [frames[0]]
-    summary, outputs = evaluate_frames(model, frames, references, device)
+    summary, outputs = evaluate_frames(model, frames, references, device, skip_first=refs is None)
     summary["video"] = str(video)
     if video_out:
         write_video(video_out, [np.concatenate([t, o], axis=1) for t, o in zip(frames, outputs)], video_fps(video))
