@@ -41,5 +41,8 @@ def test_shipped_weights_beat_the_frozen_reference(name, face_frames):
     crop = clip_crop(face_frames)
     frames = np.stack([crop.apply(f, res) for f in face_frames])
     summary, _ = evaluate_frames(model, frames, [frames[0]], torch.device("cpu"), progress=False, skip_first=True)
-    assert summary["psnr"] > summary["baseline_psnr"] + 1.0, (summary["psnr"], summary["baseline_psnr"])
+    # The generic model must gain clearly; a per-speaker model (tps-grid_s1) sees a stranger here and only
+    # has to do better than showing the reference.
+    margin = 1.0 if name == "tps" else 0.0
+    assert summary["psnr"] > summary["baseline_psnr"] + margin, (summary["psnr"], summary["baseline_psnr"])
     assert summary["ssim"] > summary["baseline_ssim"]
