@@ -1,4 +1,4 @@
-"""Shared fixtures: small generated data only (never ../shared)."""
+"""Shared fixtures: small generated data only (never the development videos)."""
 from __future__ import annotations
 
 import numpy as np
