@@ -26,11 +26,10 @@ from aiortc import RTCPeerConnection
 
 from receiver import __main__ as receiver_cli
 from sender import __main__ as sender_cli
-from receiver.demo import free_port, wait_healthy
+from receiver.demo import free_port, sender_crops, wait_healthy
 from receiver.display import Display, DisplayUnavailable
 from sender.call import OpenCall, open_call
 from shared_model.config import ModelConfig
-from shared_model.crop import StreamCropper
 from shared_model.model import TPSModel, available_models, load_model, save_model
 from shared_model.references import load_reference_images
 from shared_model.rtc import ice_configuration
@@ -90,12 +89,6 @@ async def in_process_call(receiver_argv: list[str], sender_argv: list[str]) -> t
     return await asyncio.wait_for(receiving, 30), sent
 
 
-def stream_crops(frames: np.ndarray, resolution: int) -> list[np.ndarray]:
-    """The crops the sender made (StreamCropper is deterministic)."""
-    cropper = StreamCropper(resolution)
-    return [cropper(f) for f in frames]
-
-
 def tool(*args: str) -> subprocess.Popen:
     """``python -m`` one of the tools, output captured."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -136,7 +129,7 @@ def test_three_processes_end_to_end(tmp_path, clip, refs):
     first = stats["recording"]["first_seq"]
     assert len(recorded) == stats["recording"]["frames"] == FRAMES - first
     model = load_model("tps")
-    truth = stream_crops(read_frames(clip[0]), model.cfg.resolution)[first:]  # what the sender cropped
+    truth = sender_crops(clip[0], None, model.cfg.resolution)[first:]  # what the sender cropped
     if first == 0:  # frame 0 is the reference itself (infinite frozen-reference PSNR)
         truth, recorded = truth[1:], recorded[1:]
     frozen = load_reference_images(refs, model.cfg.resolution)[0][1]
