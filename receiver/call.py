@@ -48,13 +48,13 @@ async def receive_call(session: Session, opts: CallOptions, stop: asyncio.Event)
         try:
             keypoints, control = create_channels(pc)
             watch = ConnectionWatch(pc)
-            keypoints.on("message", session.on_frame)
 
-            @control.on("message")
-            def _on_control(data: str | bytes) -> None:
-                reply = session.on_control(data)
+            def _answer(reply: str | None) -> None:
                 if reply is not None and control.readyState == "open":
                     control.send(reply)
+
+            keypoints.on("message", lambda data: _answer(session.on_frame(data)))
+            control.on("message", lambda data: _answer(session.on_control(data)))
 
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())

@@ -1,8 +1,11 @@
 """The receiver's handling of a call's messages: checks, latest-sequence-wins, rendering, recording.
 
 Frame messages are decoded and checked on the event loop; the newest waits in a one-frame slot and is
-rendered in a worker thread. A frame older than one already taken for rendering is dropped, so the screen
-never goes back in time; between frames (and through losses) the last rendered frame stays on screen.
+rendered in a worker thread. A frame older than one already decoded is dropped undecoded, so the screen
+never goes back in time; between frames (and through losses) the last rendered frame stays on screen. A frame
+predicted from a lost one cannot be decoded (spoiled). The newest decoded frame is acknowledged to the sender
+(an ``ack`` control message, at most every ``ACK_INTERVAL_S``), so that its anchor frames refer only to
+frames this end holds.
 """
 from __future__ import annotations
 
@@ -18,13 +21,15 @@ import numpy as np
 from shared_model.aio import LatestSlot
 from shared_model.backend import FrameRenderer
 from shared_model.wire import (
+    ACK_INTERVAL_S,
+    FrameDecoder,
     FrameMessage,
+    MissingReference,
     ModelIdentity,
     WireError,
     WireRefused,
     check_hello,
     decode_control,
-    decode_frame,
     encode_control,
 )
 
@@ -51,10 +56,12 @@ class Session:
         self.recorder: Recorder | None = None
         self.stats = CallStats(live=live)
         self.hello: dict[str, Any] | None = None
+        self.decoder: FrameDecoder | None = None
         self.refusal: str | None = None
         self.bye = asyncio.Event()
         self.last_message = time.monotonic()
         self._newest_seq = -1
+        self._last_ack = float("-inf")
         self._slot: LatestSlot[FrameMessage] = LatestSlot()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="render")
         self._render_task: asyncio.Task | None = None
@@ -93,19 +100,26 @@ class Session:
             log.error("refused the call: %s", reason)
             return encode_control("refuse", reason=reason)
         self.hello = msg
-        log.info("accepted the sender: model %s version %s, %s fps, crop %s", msg["model"], msg["model_version"],
-                 msg["fps"], msg.get("crop"))
+        self.decoder = FrameDecoder.from_hello(msg, self.expect.identity)
+        log.info("accepted the sender: model %s version %s, %s fps, crop %s, coding %s", msg["model"],
+                 msg["model_version"], msg["fps"], msg.get("crop"), msg["coding"])
         return encode_control("accept")
 
     # --- keypoint channel ---
 
     def check_frame(self, data: str | bytes) -> FrameMessage | None:
-        """The decoded frame, or None when it is malformed, refused or older than one already taken."""
+        """The decoded frame, or None when it is malformed, refused, older than one already decoded, or
+        predicted from a frame this end does not hold."""
         self.last_message = time.monotonic()
         try:
-            if self.hello is None:
+            if self.decoder is None:
                 raise WireRefused("frame before an accepted hello")
-            frame = decode_frame(data, self.expect.identity)
+            seq, _ = self.decoder.header(data)
+            if seq <= self._newest_seq:
+                self.stats.frame_received(seq, len(data))
+                self.stats.stale += 1
+                return None
+            frame = self.decoder.decode(data)
         except WireRefused as exc:
             self.stats.refused += 1
             if self.stats.refused == 1 or self.stats.refused % 100 == 0:
@@ -115,19 +129,27 @@ class Session:
             self.stats.malformed += 1
             log.warning("dropped a malformed frame message (%d so far): %s", self.stats.malformed, exc)
             return None
-        self.stats.frame_received(frame)
-        if frame.seq <= self._newest_seq:
-            self.stats.stale += 1
+        except MissingReference as exc:
+            self.stats.frame_received(seq, len(data))
+            self.stats.spoiled += 1
+            log.debug("spoiled: %s", exc)
             return None
+        self.stats.frame_received(frame.seq, frame.size, frame.capture_ns)
         self._newest_seq = frame.seq
         return frame
 
-    def on_frame(self, data: str | bytes) -> None:
-        """Network path: keep only the newest frame for the renderer."""
+    def on_frame(self, data: str | bytes) -> str | None:
+        """Network path: keep only the newest frame for the renderer; returns an ack to send, when one is due."""
         frame = self.check_frame(data)
-        if frame is not None:
-            self._slot.put(frame)
-            self.stats.skipped = self._slot.replaced
+        if frame is None:
+            return None
+        self._slot.put(frame)
+        self.stats.skipped = self._slot.replaced
+        now = time.monotonic()
+        if frame.ref_seq is not None and now - self._last_ack < ACK_INTERVAL_S:
+            return None
+        self._last_ack = now
+        return encode_control("ack", seq=frame.seq)
 
     # --- rendering ---
 

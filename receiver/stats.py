@@ -37,6 +37,7 @@ class CallStats:
     malformed: int = 0
     refused: int = 0
     stale: int = 0  # arrived after a newer frame: dropped
+    spoiled: int = 0  # predicted from a frame that was lost: undecodable
     skipped: int = 0  # replaced by a newer frame before its turn to render
     payload_bytes: int = 0
     first_seq: int | None = None
@@ -51,17 +52,21 @@ class CallStats:
     _first_arrival: tuple[float, int, TapCounts | None] | None = None
     _last_arrival: tuple[float, int, TapCounts | None] | None = None
 
-    def frame_received(self, frame: FrameMessage) -> None:
-        """A valid frame message arrived (counted whether or not it is rendered)."""
+    def frame_received(self, seq: int, size: int, capture_ns: int | None = None) -> None:
+        """A valid frame message arrived (counted whether or not it is decoded and rendered); its capture time
+        is known only when it was decoded."""
         self.received += 1
-        self.payload_bytes += frame.size
-        self.first_seq = frame.seq if self.first_seq is None else min(self.first_seq, frame.seq)
-        self.last_seq = frame.seq if self.last_seq is None else max(self.last_seq, frame.seq)
+        self.payload_bytes += size
+        self.first_seq = seq if self.first_seq is None else min(self.first_seq, seq)
+        self.last_seq = seq if self.last_seq is None else max(self.last_seq, seq)
         if self.live:
-            self.arrival_ms.append((time.time_ns() - frame.capture_ns) / 1e6)
+            if capture_ns is not None:
+                self.arrival_ms.append((time.time_ns() - capture_ns) / 1e6)
             mark = (time.monotonic(), self.payload_bytes, self.tap.counts() if self.tap else None)
+        elif capture_ns is not None:
+            mark = (capture_ns / 1e9, self.payload_bytes, None)
         else:
-            mark = (frame.capture_ns / 1e9, self.payload_bytes, None)
+            return
         if self._first_arrival is None:
             self._first_arrival = mark
         self._last_arrival = mark
@@ -82,7 +87,8 @@ class CallStats:
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "frames_expected": self.expected, "frames_received": self.received, "frames_rendered": self.rendered,
-            "frames_lost": self.expected - self.received, "frames_stale": self.stale, "frames_skipped": self.skipped,
+            "frames_lost": self.expected - self.received, "frames_stale": self.stale,
+            "frames_spoiled": self.spoiled, "frames_skipped": self.skipped,
             "malformed": self.malformed, "refused": self.refused,
             "first_seq": self.first_seq, "last_seq": self.last_seq,
             "bytes_per_message": self.payload_bytes / self.received if self.received else None,

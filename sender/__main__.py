@@ -11,6 +11,7 @@ import logging
 
 from shared_model.aio import Interrupted, stop_on_signals
 from shared_model.backend import Backend, add_model_arguments
+from shared_model.keycoding import CodingSettings
 from shared_model.logs import setup_logging
 from shared_model.rtc import Impairment, add_ice_arguments, configuration_from_args
 from shared_model.video import VideoError
@@ -31,6 +32,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--source", required=True, help="camera index (0, 1, ...) or video file")
     add_signaling_arguments(ap, "--output", "write the messages to FILE instead of calling")
     ap.add_argument("--fps", type=float, help="send at most N frames a second (default: the source's rate)")
+    g = ap.add_argument_group("keypoint coding (wire v2; agreed with the receiver in the hello)")
+    g.add_argument("--kp-step", type=float, default=0.5, metavar="PX",
+                   help="keypoint quantization step in pixels of the model's crop (default %(default)s)")
+    g.add_argument("--st-step", type=float, default=1 / 16, help="strength quantization step (default 1/16)")
+    g.add_argument("--anchor-every", type=int, default=CodingSettings.anchor_every, metavar="G",
+                   help="every G-th frame refers only to an acknowledged frame: a lost message spoils at most "
+                        "G-1 later frames (default %(default)s; 1: none, at some bits)")
     add_model_arguments(ap)
     add_ice_arguments(ap)
     g = ap.add_argument_group("emulated network trouble on outgoing datagrams (testing)")
@@ -50,7 +58,7 @@ async def run(args: argparse.Namespace) -> int:
                            Impairment(args.impair_loss, args.impair_delay_ms / 1000, args.impair_jitter_ms / 1000,
                                       args.impair_seed), args.stats_interval)
         source = open_source(args.source, args.fps)
-        pipeline = _pipeline(args)
+        pipeline = _pipeline(args, source.fps)
     except (ValueError, VideoError, FileNotFoundError, RuntimeError) as exc:
         log.error("%s", exc)
         return 2
@@ -66,11 +74,13 @@ async def run(args: argparse.Namespace) -> int:
             return 1
 
 
-def _pipeline(args: argparse.Namespace) -> FramePipeline:
+def _pipeline(args: argparse.Namespace, fps: float) -> FramePipeline:
     backend = Backend.from_args(args)
     model = backend.model
-    log.info("model %s version %s (%s, %s)", model.model_id, model.version, backend.kind, backend.device)
-    return FramePipeline(backend.extractor(), ModelIdentity.of(model), model.cfg.resolution)
+    settings = CodingSettings.from_px(args.kp_step, model.cfg.resolution, args.st_step, args.anchor_every)
+    log.info("model %s version %s (%s, %s); coding %s", model.model_id, model.version, backend.kind, backend.device,
+             settings.as_dict())
+    return FramePipeline(backend.extractor(), ModelIdentity.of(model), model.cfg.resolution, fps, settings)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging("sender", args.verbose)
     if args.output:
         try:
-            write_call_file(open_source(args.source, args.fps, realtime=False), _pipeline(args), args.output)
+            source = open_source(args.source, args.fps, realtime=False)
+            write_call_file(source, _pipeline(args, source.fps), args.output)
         except (ValueError, VideoError, FileNotFoundError, OSError) as exc:
             log.error("%s", exc)
             return 2

@@ -20,7 +20,7 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessi
 from shared_model.aio import LatestSlot, unless_stopped
 from shared_model.rtc import ConnectionWatch, DatagramTap, Impairment, create_channels, wait_open, wire_rates
 from shared_model.video import VideoError
-from shared_model.wire import WireError, decode_control, encode_control
+from shared_model.wire import WireError, ack_seq, decode_control, encode_control
 from signaling.client import SignalingClient
 
 from .capture import Captured, FrameSource
@@ -47,17 +47,26 @@ class CallRefused(RuntimeError):
 
 
 class ControlInbox:
-    """Decoded control messages from the receiver; malformed ones are logged and dropped."""
+    """Decoded control messages from the receiver; malformed ones are logged and dropped. Acks go straight to
+    ``on_ack`` (once set) instead of the queue."""
 
     def __init__(self, channel: RTCDataChannel) -> None:
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.on_ack: Callable[[int], None] | None = None
         channel.on("message", self._on_message)
 
     def _on_message(self, data: str | bytes) -> None:
         try:
-            self.queue.put_nowait(decode_control(data))
+            msg = decode_control(data)
         except WireError as exc:
             log.warning("dropped a control message: %s", exc)
+            return
+        if msg["type"] != "ack":
+            self.queue.put_nowait(msg)
+        elif (seq := ack_seq(msg)) is None:
+            log.warning("dropped an ack without a sequence number: %s", msg)
+        elif self.on_ack is not None:
+            self.on_ack(seq)
 
     async def next(self, *kinds: str) -> dict[str, Any]:
         while True:
@@ -94,9 +103,9 @@ class Streamer:
         threading.Thread(target=self._capture, args=(loop,), name="capture", daemon=True).start()
         with ThreadPoolExecutor(1, thread_name_prefix="keypoints") as worker:
             while (item := await self.slot.get()) is not None:
-                message = await loop.run_in_executor(worker, self.pipeline, item)
+                frame = await loop.run_in_executor(worker, self.pipeline, item)
                 counts.dropped_busy = self.slot.replaced
-                if message is None:
+                if frame is None:
                     continue
                 if self.keypoints.readyState != "open":
                     log.warning("keypoint channel %s: stopping", self.keypoints.readyState)
@@ -104,9 +113,8 @@ class Streamer:
                 if self.keypoints.bufferedAmount > 0:
                     counts.dropped_backlog += 1
                     continue
-                self.keypoints.send(message)
-                counts.sent += 1
-                counts.payload_bytes += len(message)
+                self.keypoints.send(frame.data)
+                self.pipeline.sent(frame)
 
     @property
     def last_seq(self) -> int:
@@ -165,7 +173,8 @@ async def _call(pc: RTCPeerConnection, sig: SignalingClient, source: FrameSource
     call = await open_call(pc, sig, stop)
     keypoints, control, inbox, watch, tap = call.keypoints, call.control, call.inbox, call.watch, call.tap
     tap.impair(opts.impairment)
-    control.send(encode_control("hello", **pipeline.hello(source.fps)))
+    inbox.on_ack = pipeline.acknowledge
+    control.send(encode_control("hello", **pipeline.hello()))
     try:
         reply = await asyncio.wait_for(inbox.next("accept", "refuse"), REPLY_TIMEOUT_S)
     except TimeoutError as exc:

@@ -1,4 +1,4 @@
-"""What the sender does with one captured frame: face crop, keypoints, wire message."""
+"""What the sender does with one captured frame: face crop, keypoints, coded wire message."""
 from __future__ import annotations
 
 import logging
@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass
 
 from shared_model.backend import Extractor
 from shared_model.crop import StreamCropper
-from shared_model.wire import ModelIdentity, encode_frame, hello_fields
+from shared_model.keycoding import CodingSettings
+from shared_model.wire import EncodedFrame, FrameEncoder, ModelIdentity
 
 from .capture import Captured
 
@@ -20,6 +21,7 @@ class SenderCounts:
     dropped_busy: int = 0  # captured while the previous frame was still being processed
     dropped_backlog: int = 0  # the keypoint channel still held an unsent message
     sent: int = 0
+    intra: int = 0  # sent frames coded without a reference
     payload_bytes: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -27,26 +29,39 @@ class SenderCounts:
 
 
 class FramePipeline:
-    """Crop, detect, encode. Runs in a worker thread, one frame at a time."""
+    """Crop, detect, encode. Runs in a worker thread, one frame at a time; ``sent`` and ``acknowledge`` come
+    from the event loop."""
 
-    def __init__(self, extractor: Extractor, identity: ModelIdentity, resolution: int) -> None:
-        self.extractor, self.identity, self.resolution = extractor, identity, resolution
+    def __init__(self, extractor: Extractor, identity: ModelIdentity, resolution: int, fps: float,
+                 settings: CodingSettings) -> None:
+        self.extractor, self.resolution = extractor, resolution
+        self.encoder = FrameEncoder(identity, settings, fps)
         self.cropper = StreamCropper(resolution)
         self.counts = SenderCounts()
 
-    def __call__(self, item: Captured) -> bytes | None:
+    def __call__(self, item: Captured) -> EncodedFrame | None:
         """The frame's wire message, or None when it has no face (skipped and counted)."""
         face = self.cropper(item.frame)
         if face is None:
             self.counts.without_face += 1
             return None
         kp, strength = self.extractor(face)
-        return encode_frame(self.identity, item.seq, item.capture_ns, kp, strength)
+        return self.encoder.encode(item.seq, item.capture_ns, kp, strength)
+
+    def sent(self, frame: EncodedFrame) -> None:
+        """The message went out: count it, and let later frames refer to it."""
+        self.encoder.sent(frame)
+        self.counts.sent += 1
+        self.counts.intra += frame.ref_seq is None
+        self.counts.payload_bytes += len(frame.data)
+
+    def acknowledge(self, seq: int) -> None:
+        self.encoder.acknowledge(seq)
 
     @property
     def crop(self) -> list[int] | None:
         crop = self.cropper.crop
         return crop.as_list() if crop is not None else None
 
-    def hello(self, fps: float) -> dict:
-        return hello_fields(self.identity, self.resolution, fps, self.crop)
+    def hello(self) -> dict:
+        return self.encoder.hello(self.resolution, self.crop)

@@ -15,18 +15,19 @@ log = logging.getLogger(__name__)
 
 
 def write_call_file(source: FrameSource, pipeline: FramePipeline, path: str | Path) -> None:
-    """Every frame of the source, processed in order (no real-time pacing for a file, nothing dropped)."""
+    """Every frame of the source, processed in order (no real-time pacing for a file, nothing dropped). A file
+loses nothing, so every frame counts as acknowledged once written."""
     counts = pipeline.counts
     with RecordWriter(path) as out:
-        out.control(encode_control("hello", **pipeline.hello(source.fps)))
+        out.control(encode_control("hello", **pipeline.hello()))
         try:
             for item in source.frames(threading.Event()):
                 counts.captured += 1
-                message = pipeline(item)
-                if message is not None:
-                    out.frame(message)
-                    counts.sent += 1
-                    counts.payload_bytes += len(message)
+                frame = pipeline(item)
+                if frame is not None:
+                    out.frame(frame.data)
+                    pipeline.sent(frame)
+                    pipeline.acknowledge(frame.seq)
         except KeyboardInterrupt:  # a camera runs until Ctrl-C: end the file properly
             log.info("interrupted")
         out.control(encode_control("stats", crop=pipeline.crop, **counts.as_dict()))

@@ -1,32 +1,56 @@
-"""Wire format v1: one msgpack message per frame on the keypoint channel, JSON control messages.
+"""Wire format v2: one coded frame message per frame on the keypoint channel, JSON control messages.
 
-A frame message is a msgpack array of seven fields, in this order::
+The model (id, weights version, keypoint count), the resolution, the frame rate and the coding settings are
+agreed once, in the hello on the reliable control channel; a frame message repeats none of them::
 
-    [wire_version, model_id, model_version, seq, capture_ns, keypoints, strengths]
+    byte 0      wire version (4 high bits, 2) | reference distance d (4 low bits: 0 = intra, else seq - d)
+    bytes 1-2   seq mod 2**16, little-endian (unwrapped by the receiver next to the newest seq it decoded)
+    bytes 3-    the range-coded frame (shared_model.keycoding): capture time, keypoints, strengths
 
-``keypoints`` is ``P * 2`` little-endian uint16 (x then y of each point, [-1, 1] mapped onto 0..65535) and
-``strengths`` is ``P`` uint8 ([0, 1] mapped onto 0..255). See docs/wire-format.md for sizes.
-Decoding is strict: any deviation in type, length or range is a ``WireError``; a message from another wire
-version or another model is a ``WireRefused`` (a subclass), so callers can count the two apart.
+A predicted frame refers to an earlier frame by its distance d <= 15 in sequence numbers. Anchor frames (every
+``anchor_every``-th sent) refer only to frames the receiver has acknowledged (``ack`` control messages, at most
+every ``ACK_INTERVAL_S``), the frames between to the frame sent just before: a lost message spoils at most
+``anchor_every - 1`` later frames. Decoding is strict: any deviation is a ``WireError``; a message of another
+wire version (v1 included) or before an accepted hello is a ``WireRefused`` (a subclass); a frame whose
+reference this end does not hold (lost) is a ``MissingReference``. See docs/wire-format.md.
 """
 from __future__ import annotations
 
 import json
+import struct
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
 import numpy as np
 
-WIRE_VERSION = 1
-#: Frame messages are a few hundred bytes; anything larger is rejected before unpacking.
+from .keycoding import (
+    TIME_RANGE,
+    TIME_WRAP,
+    CodingError,
+    CodingSettings,
+    Quantized,
+    decode_payload,
+    dequantize,
+    encode_payload,
+    quantize,
+)
+
+WIRE_VERSION = 2
+#: The first byte of a wire v1 message: a msgpack array of seven fields.
+_V1_FIRST_BYTE = 0x97
+#: Frame messages are a few dozen bytes; anything larger is rejected before decoding.
 MAX_FRAME_BYTES = 2048
 #: Control messages (JSON) are small too.
 MAX_CONTROL_BYTES = 16384
 MAX_SEQ = 2**32 - 1
-_KP_SCALE = 65535 / 2.0
-_ST_SCALE = 255.0
-_FIELDS = 7
+#: Farthest reference (sequence numbers back); also how many decoded frames the receiver keeps.
+MAX_DISTANCE = 15
+#: The receiver acknowledges the newest frame it decoded at most this often (and after every intra frame).
+ACK_INTERVAL_S = 0.1
+_HEADER = struct.Struct("<BH")
+_SEQ_WRAP = 2**16
 
 
 class WireError(ValueError):
@@ -34,7 +58,11 @@ class WireError(ValueError):
 
 
 class WireRefused(WireError):
-    """A well-formed message from another wire version or another model (refused and counted)."""
+    """A message from another wire version, or a frame before an accepted hello (refused and counted)."""
+
+
+class MissingReference(Exception):
+    """A valid frame predicted from a frame this end does not hold (it was lost): dropped, counted as spoiled."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +75,7 @@ class ModelIdentity:
 
     @classmethod
     def of(cls, model: Any) -> ModelIdentity:
-        """The identity of a loaded ``TPSModel``."""
+        """The identity of a loaded model."""
         return cls(model.model_id, model.version, model.cfg.num_keypoints)
 
 
@@ -60,84 +88,166 @@ class FrameMessage:
     keypoints: np.ndarray
     strengths: np.ndarray
     size: int  # bytes on the data channel
+    ref_seq: int | None  # the frame it was predicted from; None for an intra frame
 
 
-def quantize_keypoints(kp: np.ndarray) -> bytes:
-    q = np.round((np.clip(np.asarray(kp, np.float64), -1.0, 1.0) + 1.0) * _KP_SCALE)
-    return q.astype("<u2").tobytes()
+@dataclass(frozen=True)
+class EncodedFrame:
+    """A frame message as the sender made it, with what it must remember once the message is sent."""
+
+    seq: int
+    capture_ms: int  # since the hello's epoch
+    quantized: Quantized
+    anchor: bool
+    ref_seq: int | None
+    data: bytes
 
 
-def dequantize_keypoints(data: bytes, count: int) -> np.ndarray:
-    return (np.frombuffer(data, "<u2").astype(np.float32) / np.float32(_KP_SCALE) - 1.0).reshape(count, 2)
+def _unwrap(low: int, wrap: int, near: float) -> int:
+    """The value congruent to ``low`` modulo ``wrap`` that lies nearest to ``near``."""
+    return low + wrap * round((near - low) / wrap)
 
 
-def quantize_strengths(strength: np.ndarray) -> bytes:
-    return np.round(np.clip(np.asarray(strength, np.float64), 0.0, 1.0) * _ST_SCALE).astype(np.uint8).tobytes()
+class FrameEncoder:
+    """The sender's side of the keypoint coding: chooses each frame's reference and codes it.
 
+    ``sent`` must be called for every message that really went out, ``acknowledge`` for every ack from the
+    receiver (from another thread than ``encode`` if need be).
+    """
 
-def dequantize_strengths(data: bytes) -> np.ndarray:
-    return np.frombuffer(data, np.uint8).astype(np.float32) / np.float32(_ST_SCALE)
+    def __init__(self, identity: ModelIdentity, settings: CodingSettings, fps: float,
+                 epoch_ns: int | None = None) -> None:
+        self.identity, self.settings, self.fps = identity, settings, fps
+        self.epoch_ns = time.time_ns() if epoch_ns is None else epoch_ns
+        self._lock = threading.Lock()
+        self._history: dict[int, EncodedFrame] = {}  # sent frames the next ones may refer to
+        self._last: EncodedFrame | None = None
+        self._acked = -1
+        self._since_anchor = 0
 
+    def hello(self, resolution: int, crop: list[int] | None) -> dict[str, Any]:
+        return hello_fields(self.identity, resolution, self.fps, crop, self.settings, self.epoch_ns)
 
-def encode_frame(identity: ModelIdentity, seq: int, capture_ns: int, keypoints: np.ndarray,
-                 strengths: np.ndarray) -> bytes:
-    """One frame message. Shapes and ranges of the inputs are checked, values are clipped to their range."""
-    p = identity.num_keypoints
-    if np.shape(keypoints) != (p, 2) or np.shape(strengths) != (p,):
-        raise ValueError(f"expected keypoints ({p}, 2) and strengths ({p},), got {np.shape(keypoints)} "
-                         f"and {np.shape(strengths)}")
-    if not 0 <= seq <= MAX_SEQ or capture_ns < 0:
-        raise ValueError(f"seq {seq} or capture time {capture_ns} out of range")
-    return msgpack.packb([WIRE_VERSION, identity.model_id, identity.model_version, int(seq), int(capture_ns),
-                          quantize_keypoints(keypoints), quantize_strengths(strengths)], use_bin_type=True)
+    def _reference(self, seq: int) -> tuple[bool, EncodedFrame | None]:
+        """(anchor?, the frame to predict from or None)."""
+        last = self._last
+        if last is not None and seq - last.seq <= MAX_DISTANCE and self._since_anchor < self.settings.anchor_every - 1:
+            return False, last
+        acked = self._history.get(self._acked)
+        return True, acked if acked is not None and seq - acked.seq <= MAX_DISTANCE else None
+
+    def encode(self, seq: int, capture_ns: int, keypoints: np.ndarray, strengths: np.ndarray) -> EncodedFrame:
+        """One frame message. Shapes are checked, values clipped to their range."""
+        p = self.identity.num_keypoints
+        if np.shape(keypoints) != (p, 2) or np.shape(strengths) != (p,):
+            raise ValueError(f"expected keypoints ({p}, 2) and strengths ({p},), got {np.shape(keypoints)} "
+                             f"and {np.shape(strengths)}")
+        if not 0 <= seq <= MAX_SEQ:
+            raise ValueError(f"seq {seq} out of range")
+        q = quantize(keypoints, strengths, self.settings)
+        capture_ms = (capture_ns - self.epoch_ns) // 1_000_000
+        with self._lock:
+            anchor, ref = self._reference(seq)
+        offset = 0
+        if ref is not None:
+            offset = capture_ms - ref.capture_ms - round((seq - ref.seq) * 1000 / self.fps)
+            if not (0 < seq - ref.seq and abs(offset) <= TIME_RANGE):
+                anchor, ref = True, None
+        if ref is None:
+            payload = encode_payload(q, capture_ms % TIME_WRAP, None, self.settings)
+        else:
+            payload = encode_payload(q, offset, ref.quantized, self.settings)
+        distance = 0 if ref is None else seq - ref.seq
+        data = _HEADER.pack(WIRE_VERSION << 4 | distance, seq % _SEQ_WRAP) + payload
+        return EncodedFrame(seq, capture_ms, q, anchor, None if ref is None else ref.seq, data)
+
+    def sent(self, frame: EncodedFrame) -> None:
+        """``frame`` went out: later frames may refer to it."""
+        with self._lock:
+            self._history[frame.seq] = frame
+            self._last = frame
+            self._since_anchor = 0 if frame.anchor else self._since_anchor + 1
+            for old in [s for s in self._history if s < frame.seq - MAX_DISTANCE]:
+                del self._history[old]
+
+    def acknowledge(self, seq: int) -> None:
+        """The receiver holds frame ``seq`` (ignored unless it is a frame this end still remembers)."""
+        with self._lock:
+            if seq in self._history:
+                self._acked = max(self._acked, seq)
 
 
 def _is_int(value: Any) -> bool:
     return type(value) is int  # bool is an int subclass: excluded on purpose
 
 
-def decode_frame(data: bytes, identity: ModelIdentity) -> FrameMessage:
-    """Decode and check one frame message against the model this end runs."""
-    if not isinstance(data, bytes):
-        raise WireError(f"frame message must be binary, got {type(data).__name__}")
-    if len(data) > MAX_FRAME_BYTES:
-        raise WireError(f"frame message of {len(data)} bytes exceeds {MAX_FRAME_BYTES}")
-    try:
-        fields = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True,
-                                 max_bin_len=MAX_FRAME_BYTES, max_str_len=256, max_array_len=16, max_map_len=16)
-    except Exception as exc:  # msgpack raises many types (ExtraData, FormatError, ValueError, ...)
-        raise WireError(f"not a msgpack message: {exc}") from exc
-    if not isinstance(fields, list) or not fields:
-        raise WireError("frame message is not a msgpack array")
-    version = fields[0]
-    if not _is_int(version):
-        raise WireError("frame message has no integer wire version first")
-    if version != WIRE_VERSION:
-        raise WireRefused(f"wire version {version}, this end speaks version {WIRE_VERSION}")
-    if len(fields) != _FIELDS:
-        raise WireError(f"frame message has {len(fields)} fields, wire v{WIRE_VERSION} has {_FIELDS}")
-    _, model_id, model_version, seq, capture_ns, kp, st = fields
-    if not (isinstance(model_id, str) and isinstance(model_version, str)):
-        raise WireError("model id and version must be strings")
-    if (model_id, model_version) != (identity.model_id, identity.model_version):
-        raise WireRefused(f"frame from model {model_id!r} version {model_version!r}, this end runs "
-                          f"{identity.model_id!r} version {identity.model_version!r}")
-    if not (_is_int(seq) and 0 <= seq <= MAX_SEQ):
-        raise WireError(f"bad sequence number {seq!r}")
-    if not (_is_int(capture_ns) and capture_ns >= 0):
-        raise WireError(f"bad capture time {capture_ns!r}")
-    p = identity.num_keypoints
-    if not (isinstance(kp, bytes) and len(kp) == 4 * p):
-        raise WireError(f"keypoints must be {4 * p} bytes ({p} points x 2 x uint16)")
-    if not (isinstance(st, bytes) and len(st) == p):
-        raise WireError(f"strengths must be {p} bytes ({p} x uint8)")
-    return FrameMessage(seq, capture_ns, dequantize_keypoints(kp, p), dequantize_strengths(st), len(data))
+class FrameDecoder:
+    """The receiver's side: decodes frames of one call, holding the frames later ones may refer to."""
+
+    def __init__(self, identity: ModelIdentity, settings: CodingSettings, fps: float, epoch_ns: int) -> None:
+        self.identity, self.settings, self.fps, self.epoch_ns = identity, settings, fps, epoch_ns
+        self._frames: dict[int, tuple[Quantized, int]] = {}  # seq -> (values, capture ms)
+        self._newest = (0, 0)  # (seq, capture ms) of the newest decoded frame; the hello's epoch at first
+
+    @classmethod
+    def from_hello(cls, msg: dict[str, Any], identity: ModelIdentity) -> FrameDecoder:
+        """For a hello that ``check_hello`` accepted."""
+        return cls(identity, CodingSettings.from_dict(msg["coding"]), float(msg["fps"]), msg["epoch_ns"])
+
+    def header(self, data: bytes | str) -> tuple[int, int]:
+        """``(seq, reference distance)`` of a frame message; WireError / WireRefused when it is not one."""
+        if not isinstance(data, bytes):
+            raise WireError(f"frame message must be binary, got {type(data).__name__}")
+        if len(data) > MAX_FRAME_BYTES:
+            raise WireError(f"frame message of {len(data)} bytes exceeds {MAX_FRAME_BYTES}")
+        if not data:
+            raise WireError("empty frame message")
+        if data[0] == _V1_FIRST_BYTE:
+            raise WireRefused(f"a wire version 1 message (msgpack), this end speaks version {WIRE_VERSION}")
+        if data[0] >> 4 != WIRE_VERSION:
+            raise WireRefused(f"wire version {data[0] >> 4}, this end speaks version {WIRE_VERSION}")
+        if len(data) < _HEADER.size:
+            raise WireError(f"frame message of {len(data)} bytes is shorter than its {_HEADER.size}-byte header")
+        first, low = _HEADER.unpack_from(data)
+        seq = _unwrap(low, _SEQ_WRAP, self._newest[0])
+        if seq < 0:  # before any frame: the first one may have any seq below 2**16
+            seq += _SEQ_WRAP
+        if seq > MAX_SEQ:
+            raise WireError(f"sequence number {seq} out of range")
+        return seq, first & 0x0F
+
+    def decode(self, data: bytes | str) -> FrameMessage:
+        """Decode and check one frame message; it becomes a frame later ones may refer to."""
+        seq, distance = self.header(data)
+        ref = None
+        if distance:
+            ref = self._frames.get(seq - distance)
+            if ref is None:
+                raise MissingReference(f"frame {seq} refers to frame {seq - distance}, which this end does not hold")
+        try:
+            time_code, q = decode_payload(data[_HEADER.size:], self.identity.num_keypoints,
+                                          None if ref is None else ref[0], self.settings)
+        except CodingError as exc:
+            raise WireError(f"frame {seq}: {exc}") from exc
+        if ref is None:
+            newest_seq, newest_ms = self._newest
+            capture_ms = _unwrap(time_code, TIME_WRAP, newest_ms + (seq - newest_seq) * 1000 / self.fps)
+        else:
+            capture_ms = ref[1] + round(distance * 1000 / self.fps) + time_code
+        self._frames[seq] = (q, capture_ms)
+        if seq > self._newest[0] or len(self._frames) == 1:
+            self._newest = (seq, capture_ms)
+        for old in [s for s in self._frames if s < self._newest[0] - MAX_DISTANCE]:
+            del self._frames[old]
+        kp, st = dequantize(q, self.settings)
+        return FrameMessage(seq, max(0, self.epoch_ns + capture_ms * 1_000_000), kp, st, len(data),
+                            None if ref is None else seq - distance)
 
 
 # --- control messages (JSON text on the reliable channel) ---
 
-#: Control message types and who sends them: hello/stats (sender), accept/refuse (receiver), bye (both).
-CONTROL_TYPES = frozenset({"hello", "accept", "refuse", "stats", "bye"})
+#: Control message types and who sends them: hello/stats (sender), accept/refuse/ack (receiver), bye (both).
+CONTROL_TYPES = frozenset({"hello", "accept", "refuse", "ack", "stats", "bye"})
 
 
 def encode_control(kind: str, **fields: Any) -> str:
@@ -161,15 +271,24 @@ def decode_control(data: str | bytes) -> dict[str, Any]:
     return msg
 
 
-def hello_fields(identity: ModelIdentity, resolution: int, fps: float, crop: list[int] | None) -> dict[str, Any]:
-    """The sender's hello: everything the receiver checks before accepting frames. ``crop`` ([x, y, side] in
-    source pixels) is None until a face has been seen; it follows the face and is repeated in the stats."""
+def ack_seq(msg: dict[str, Any]) -> int | None:
+    """The sequence number an ``ack`` acknowledges, or None when it holds none."""
+    seq = msg.get("seq")
+    return seq if _is_int(seq) and 0 <= seq <= MAX_SEQ else None
+
+
+def hello_fields(identity: ModelIdentity, resolution: int, fps: float, crop: list[int] | None,
+                 settings: CodingSettings, epoch_ns: int) -> dict[str, Any]:
+    """The sender's hello: everything the receiver checks and needs before it decodes frames. ``crop``
+    ([x, y, side] in source pixels) is None until a face has been seen; it follows the face and is repeated in
+    the stats. Frame capture times are coded in milliseconds since ``epoch_ns`` (the sender's wall clock)."""
     return {"wire": WIRE_VERSION, "model": identity.model_id, "model_version": identity.model_version,
-            "keypoints": identity.num_keypoints, "resolution": resolution, "fps": fps, "crop": crop}
+            "keypoints": identity.num_keypoints, "resolution": resolution, "fps": fps, "crop": crop,
+            "coding": settings.as_dict(), "epoch_ns": epoch_ns}
 
 
 def check_hello(msg: dict[str, Any], identity: ModelIdentity, resolution: int) -> str | None:
-    """Why a hello must be refused, or None when this end can render the sender's frames."""
+    """Why a hello must be refused, or None when this end can decode and render the sender's frames."""
     wire = msg.get("wire")
     if not _is_int(wire) or wire != WIRE_VERSION:
         return f"sender speaks wire version {wire!r}, this receiver speaks {WIRE_VERSION}"
@@ -182,4 +301,10 @@ def check_hello(msg: dict[str, Any], identity: ModelIdentity, resolution: int) -
     fps = msg.get("fps")
     if not isinstance(fps, (int, float)) or isinstance(fps, bool) or not 0 < fps <= 240:
         return f"bad frame rate {fps!r} in hello"
+    if not (_is_int(msg.get("epoch_ns")) and msg["epoch_ns"] >= 0):
+        return f"bad epoch {msg.get('epoch_ns')!r} in hello"
+    try:
+        CodingSettings.from_dict(msg.get("coding"))
+    except ValueError as exc:
+        return f"bad coding settings in hello: {exc}"
     return None

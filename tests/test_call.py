@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import cv2
-import msgpack
 import numpy as np
 import pytest
 import torch
@@ -30,17 +29,20 @@ from receiver.demo import free_port, sender_crops, wait_healthy
 from receiver.display import Display, DisplayUnavailable
 from sender.call import OpenCall, open_call
 from shared_model.config import ModelConfig
+from shared_model.keycoding import CodingSettings
 from shared_model.model import TPSModel, available_models, load_model, save_model
 from shared_model.references import load_reference_images
 from shared_model.rtc import ice_configuration
 from shared_model.synthetic import talking_face
 from shared_model.video import read_frames, write_video
-from shared_model.wire import ModelIdentity, encode_control, encode_frame, hello_fields
+from shared_model.wire import FrameEncoder, ModelIdentity, encode_control
 from signaling.client import SignalingClient
 from signaling.server import SignalingServer, bound_port
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES, FPS = 40, 10.0
+#: The start of a wire v1 frame message: a msgpack array of seven fields, version 1, model "tiny".
+V1_MESSAGE = b"\x97\x01\xa4tiny\xaa2fecbaa93f\x03"
 TINY = ModelConfig(resolution=64, kp_channels=(16, 32, 32), motion_channels=(32, 64), gen_channels=(16, 32, 64))
 
 
@@ -150,6 +152,8 @@ async def test_call_survives_20_percent_loss(tmp_path, signaling_url, clip, refs
     assert stats["end_reason"] == "bye" and stats["frames_expected"] == FRAMES
     assert 0 < stats["frames_lost"] < 0.5 * FRAMES
     assert stats["frames_received"] + stats["frames_lost"] == FRAMES
+    # Wire v2, anchor frames every 4: a lost message spoils at most 3 later frames.
+    assert stats["frames_spoiled"] <= (CodingSettings().anchor_every - 1) * stats["frames_lost"]
     assert stats["frames_rendered"] > 0
     # Lost slots repeat the held frame: the recording still has one frame per slot.
     assert len(read_frames(record)) == stats["recording"]["frames"] == FRAMES - stats["recording"]["first_seq"]
@@ -169,19 +173,25 @@ async def test_wrong_model_is_refused_on_both_ends(tmp_path, signaling_url, clip
 
 
 @contextlib.asynccontextmanager
-async def hand_driven_sender(url: str, room: str, model: TPSModel) -> AsyncIterator[OpenCall]:
-    """A real aiortc offerer that says hello with ``model`` and then sends whatever the test sends."""
+async def hand_driven_sender(url: str, room: str, encoder: FrameEncoder,
+                             resolution: int) -> AsyncIterator[OpenCall]:
+    """A real aiortc offerer that says hello with ``encoder``'s model and coding, then sends whatever the test
+    sends."""
     async with SignalingClient(url, room, "sender") as sig:
         await sig.wait_for_peer()
         pc = RTCPeerConnection(ice_configuration())
         try:
             call = await open_call(pc, sig, asyncio.Event())
-            hello = hello_fields(ModelIdentity.of(model), model.cfg.resolution, FPS, None)
-            call.control.send(encode_control("hello", **hello))
+            call.control.send(encode_control("hello", **encoder.hello(resolution, None)))
             assert (await asyncio.wait_for(call.inbox.next("accept", "refuse"), 10))["type"] == "accept"
             yield call
         finally:
             await pc.close()
+
+
+def intra_encoder(model: TPSModel) -> FrameEncoder:
+    """Codes every frame on its own (no acks in these tests)."""
+    return FrameEncoder(ModelIdentity.of(model), CodingSettings(anchor_every=1), FPS)
 
 
 async def test_malformed_and_foreign_messages_are_dropped_and_counted(tmp_path, signaling_url, refs, tiny):
@@ -189,13 +199,12 @@ async def test_malformed_and_foreign_messages_are_dropped_and_counted(tmp_path, 
     receiving = start_receiver("--refs", str(refs), "--model", str(tiny["tiny"]), "--signaling", signaling_url,
                                "--room", "bad", "--stats-out", str(stats_path), "--record", str(record))
     model = load_model(tiny["tiny"])
-    ident = ModelIdentity.of(model)
-    kp, st = np.zeros((ident.num_keypoints, 2)), np.ones(ident.num_keypoints)
-    good = lambda seq: encode_frame(ident, seq, time.time_ns(), kp, st)  # noqa: E731
-    messages = [b"\xc1 not msgpack", "text on the keypoint channel", msgpack.packb([2, "tiny", "x", 0]),
-                encode_frame(ModelIdentity("other", ident.model_version, ident.num_keypoints), 1, 0, kp, st),
-                good(5), good(3), good(6)]
-    async with hand_driven_sender(signaling_url, "bad", model) as call:
+    encoder = intra_encoder(model)
+    kp, st = np.zeros((model.cfg.num_keypoints, 2)), np.ones(model.cfg.num_keypoints)
+    good = lambda seq: encoder.encode(seq, time.time_ns(), kp, st).data
+    messages = [b"\x20\x00", "text on the keypoint channel", V1_MESSAGE,
+                b"\x30\x00\x00 a future wire version", good(5), good(3), good(6)]
+    async with hand_driven_sender(signaling_url, "bad", encoder, model.cfg.resolution) as call:
         for message in messages:
             call.keypoints.send(message)
             await asyncio.sleep(0.1)
@@ -215,11 +224,11 @@ async def test_silent_sender_ends_the_call_after_the_idle_timeout(tmp_path, sign
                                "--room", "quiet", "--stats-out", str(stats_path), "--record", str(record),
                                "--idle-timeout", "1.5")
     model = load_model(tiny["tiny"])
-    ident = ModelIdentity.of(model)
-    async with hand_driven_sender(signaling_url, "quiet", model) as call:
+    encoder = intra_encoder(model)
+    p = model.cfg.num_keypoints
+    async with hand_driven_sender(signaling_url, "quiet", encoder, model.cfg.resolution) as call:
         for seq in range(3):
-            call.keypoints.send(encode_frame(ident, seq, time.time_ns(), np.zeros((ident.num_keypoints, 2)),
-                                             np.ones(ident.num_keypoints)))
+            call.keypoints.send(encoder.encode(seq, time.time_ns(), np.zeros((p, 2)), np.ones(p)).data)
         assert await asyncio.wait_for(receiving, 30) == 1  # while this peer stays connected, silent
     stats = json.loads(stats_path.read_text())
     assert stats["end_reason"] == "idle timeout"
@@ -248,7 +257,11 @@ async def test_call_file_round_trip(tmp_path, clip, refs, tiny):
          "--stats-out", str(stats_path)])) == 0
     stats = json.loads(stats_path.read_text())
     assert stats["frames_received"] == stats["frames_rendered"] == FRAMES
-    assert stats["bytes_per_message"] == 282  # docs/wire-format.md: 281 bytes + 1 for the 4-letter model id
+    assert stats["frames_spoiled"] == stats["malformed"] == 0
+    # Every frame of a file counts as acknowledged: one intra frame, then frames predicted from the one before.
+    assert stats["sender"]["intra"] == 1
+    assert stats["bytes_per_message"] * FRAMES == stats["sender"]["payload_bytes"]
+    assert stats["bytes_per_message"] < 281 / 4  # wire v1 took 281 bytes a frame
     assert len(read_frames(record)) == FRAMES
 
 
