@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -62,8 +63,22 @@ def sender_crops(video: Path, fps: float | None, resolution: int) -> list[np.nda
     return [cropper(c.frame) for c in FileSource(video, fps, realtime=False).frames(threading.Event())]
 
 
-def run_call(video: Path, refs: Path, out: Path, model: str, fps: float | None, threads: int) -> dict:
-    """Three processes on loopback; returns the receiver's stats."""
+def recording_vs_sent(video: Path, fps: float | None, resolution: int, recording: Path, stats: dict,
+                      first_is_reference: bool) -> tuple[list[np.ndarray], np.ndarray]:
+    """The frames the sender cropped and the recording, slot by slot from the first recorded slot; frame 0 is
+    left out when it is the reference itself (its frozen-reference PSNR is infinite)."""
+    first = stats["recording"]["first_seq"]
+    truth = sender_crops(video, fps, resolution)[first:]
+    recorded = read_frames(recording)
+    if first_is_reference and first == 0:
+        return truth[1:], recorded[1:]
+    return truth, recorded
+
+
+def run_call(video: Path, refs: Path, out: Path, model: str, fps: float | None, threads: int,
+             sender_args: Sequence[str] = ()) -> dict:
+    """Three processes on loopback; returns the receiver's stats. ``sender_args`` go to the sender as they are
+    (impairment, coding)."""
     port = free_port()
     url = f"ws://127.0.0.1:{port}"
     common = ["--model", model, "--threads", str(threads)]
@@ -74,7 +89,7 @@ def run_call(video: Path, refs: Path, out: Path, model: str, fps: float | None, 
                         str(out / "call.mp4"), "--stats-out", str(out / "stats.json"), *common, log=out / "receiver.log")
         fps_args = ["--fps", str(fps)] if fps else []
         sender = tool("sender", "--source", str(video), "--signaling", url, "--room", "demo", *fps_args, *common,
-                      log=out / "sender.log")
+                      *sender_args, log=out / "sender.log")
         if sender.wait() != 0 or receiver.wait(timeout=120) != 0:
             raise RuntimeError(f"the call failed: see {out}/sender.log and {out}/receiver.log")
     finally:
@@ -111,12 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     res = load_model(args.model).cfg.resolution
-    first = stats["recording"]["first_seq"]
-    truth = sender_crops(video, fps, res)[first:]
-    recorded = read_frames(out / "call.mp4")
-    if not args.refs and first == 0:  # frame 0 is the reference itself: infinite frozen-reference PSNR
-        truth, recorded = truth[1:], recorded[1:]
-    frozen = [img for _, img in load_reference_images(refs, res)][0]
+    truth, recorded = recording_vs_sent(video, fps, res, out / "call.mp4", stats, first_is_reference=not args.refs)
+    frozen = next(img for _, img in load_reference_images(refs, res))
     psnr_call = float(np.mean([cv2.PSNR(t, r) for t, r in zip(truth, recorded)]))
     psnr_frozen = float(np.mean([cv2.PSNR(t, frozen) for t in truth]))
     print(f"frames received {stats['frames_received']} / rendered {stats['frames_rendered']} / lost {stats['frames_lost']}")

@@ -1,0 +1,147 @@
+"""``python -m experiments``: the keypoint codec against H.264 / VP8 / VP9, and calls under loss.
+
+    python -m experiments rd --video FILE [--refs DIR] [--model tps|iw|PATH] --out DIR
+    python -m experiments rd-set --videos DIR [--held-out [CACHE]] [--model NAME] --out DIR
+    python -m experiments call --video FILE [--refs DIR] --loss 0,0.05,0.2 [--jitter-ms 0,40] --out DIR
+
+``rd`` writes DIR/results.json and DIR/rd.png; ``rd-set`` runs ``rd`` for every clip of the folder (or only the
+held-out clips: those a data cache's index.json marks held out, or without CACHE those the model's weights
+list) into DIR/clips/, then writes DIR/summary.md, DIR/results.json and DIR/rd.png. Finished points are kept
+and reused: a rerun resumes. See docs/experiments.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from shared_model.model import DEFAULT_MODEL, load_model
+
+from .call import CallSetting, run_calls
+from .plot import plot_points
+from .rd import Options, run_clip, set_threads
+from .summary import average_points, clip_row, markdown_table, mean_row
+
+VIDEO_SUFFIXES = {".mp4", ".mpg", ".mpeg", ".avi", ".mov", ".mkv", ".webm"}
+
+
+def floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(",") if x)
+
+
+def ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x)
+
+
+def _rd_options(ap: argparse.ArgumentParser) -> None:
+    d = Options()
+    ap.add_argument("--model", default=DEFAULT_MODEL, help="shipped model name or weights file")
+    ap.add_argument("--out", required=True, help="output folder")
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads for the networks and the codecs")
+    ap.add_argument("--steps", type=floats, default=d.steps_px, help="keypoint steps in px (default 0.25,0.5,1,2)")
+    ap.add_argument("--every", type=ints, default=d.every, help="lower frame rates at the default step: keep every "
+                    "n-th frame (default 2,4; empty: none)")
+    ap.add_argument("--default-step", type=float, default=d.default_px, help="the step the summary compares (px)")
+    ap.add_argument("--anchor-every", type=int, default=d.anchor_every)
+    ap.add_argument("--ack-delay-ms", type=float, default=d.ack_delay_ms,
+                    help="when the sender learns that a frame arrived (round trip + ack interval)")
+    ap.add_argument("--codecs", type=lambda t: tuple(t.split(",")) if t else (), default=d.codecs)
+    ap.add_argument("--bitrates", type=floats, default=d.bitrates_kbps, help="baseline targets, kbps at 25 fps")
+    ap.add_argument("--max-frames", type=int, help="only the first N frames of each clip (quick runs)")
+
+
+def _options(args: argparse.Namespace) -> Options:
+    return Options(args.steps, args.every, args.default_step, args.anchor_every, args.ack_delay_ms, args.codecs,
+                   args.bitrates, args.max_frames, args.threads)
+
+
+def held_out_clips(videos: Path, cache: str | None, model: str) -> list[Path]:
+    if cache:
+        index = json.loads((Path(cache) / "index.json").read_text())
+        names = [c["name"] for c in index["clips"] if c.get("held_out")]
+    else:
+        names = load_model(model).meta.get("held_out_clips") or []
+    if not names:
+        raise SystemExit(f"no held-out clips listed by {cache or model}")
+    return [videos / n for n in names]
+
+
+def rd_set(args: argparse.Namespace) -> int:
+    videos = Path(args.videos)
+    if args.held_out is not None:
+        clips = held_out_clips(videos, args.held_out or None, args.model)
+    else:
+        clips = sorted(p for p in videos.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+    if not clips:
+        raise SystemExit(f"no videos in {videos}")
+    out, opts = Path(args.out), _options(args)
+    all_results = []
+    for video in clips:
+        name = str(video.relative_to(videos)).replace("/", "_")
+        all_results.append(run_clip(video, None, args.model, out / "clips" / name, opts))
+        all_results[-1]["clip"] = str(video.relative_to(videos))
+    tables = {}
+    for metric in ("ms_ssim", "psnr"):
+        rows = [clip_row(r, metric) for r in all_results]
+        tables[metric] = rows + [mean_row(rows)]
+    summary = (f"Keypoint codec at {opts.default_px:g} px (anchor every {opts.anchor_every}, acks "
+               f"{opts.ack_delay_ms:g} ms late) against the bitrate each baseline needs for the same quality.\n\n"
+               f"### Equal MS-SSIM\n\n{markdown_table(tables['ms_ssim'], 'MS-SSIM')}\n"
+               f"### Equal PSNR\n\n{markdown_table(tables['psnr'], 'PSNR')}")
+    (out / "summary.md").write_text(summary)
+    (out / "results.json").write_text(json.dumps({"options": opts.__dict__, "rows": tables,
+                                                  "clips": [r["clip"] for r in all_results]}, indent=1))
+    plot_points(average_points(all_results), f"mean over {len(all_results)} clips", out / "rd.png")
+    print(summary)
+    return 0
+
+
+def call(args: argparse.Namespace) -> int:
+    settings = [CallSetting(loss, jitter, args.delay_ms) for jitter in args.jitter_ms for loss in args.loss]
+    sender_args = ["--kp-step", str(args.kp_step), "--anchor-every", str(args.anchor_every)]
+    results = run_calls(Path(args.video), Path(args.refs) if args.refs else None, Path(args.out), args.model,
+                        args.fps or None, args.threads, settings, args.seed, sender_args)
+    print((Path(args.out) / "summary.md").read_text())
+    return 0 if all(r["frames_rendered"] > 0 for r in results) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m experiments", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+    rd = sub.add_parser("rd", help="rate-distortion of one clip")
+    rd.add_argument("--video", required=True)
+    rd.add_argument("--refs", help="reference images (default: the clip's first frame)")
+    _rd_options(rd)
+    rds = sub.add_parser("rd-set", help="rate-distortion over a folder of clips, with the summary table")
+    rds.add_argument("--videos", required=True)
+    rds.add_argument("--held-out", nargs="?", const="", metavar="CACHE",
+                     help="only the held-out clips: those CACHE/index.json marks, or (no CACHE) the model's list")
+    _rd_options(rds)
+    c = sub.add_parser("call", help="real calls on loopback under injected loss and jitter")
+    c.add_argument("--video", required=True)
+    c.add_argument("--refs", help="reference images (default: the clip's first frame)")
+    c.add_argument("--loss", type=floats, default=(0.0, 0.05, 0.2), help="loss rates (default 0,0.05,0.2)")
+    c.add_argument("--jitter-ms", type=floats, default=(0.0,), help="jitter values, ms (default 0)")
+    c.add_argument("--delay-ms", type=float, default=0.0, help="added one-way delay, ms")
+    c.add_argument("--fps", type=float, default=10.0, help="frames sent per second (0: all; default 10, what a "
+                   "2-core CPU renders)")
+    c.add_argument("--kp-step", type=float, default=Options().default_px)
+    c.add_argument("--anchor-every", type=int, default=Options().anchor_every)
+    c.add_argument("--model", default=DEFAULT_MODEL)
+    c.add_argument("--seed", type=int, default=1, help="impairment random seed")
+    c.add_argument("--threads", type=int, default=1)
+    c.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    set_threads(args.threads)
+    if args.command == "rd":
+        results = run_clip(args.video, args.refs, args.model, args.out, _options(args))
+        print(json.dumps({k: v for k, v in results.items() if k not in ("points", "motion_px")}, indent=1))
+        return 0
+    return rd_set(args) if args.command == "rd-set" else call(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,205 @@
+"""Rate-distortion of one clip: the keypoint codec at several settings and the ordinary codecs at several
+bitrates, on the same face-cropped frames (``shared_model.evaluate.load_clip``: the clip's one fixed crop at
+the model's resolution).
+
+Every point is cached as ``OUT/points/NAME.json`` (with a fingerprint of clip, model and options), so a run
+that stops resumes where it was. Rates are quoted at 25 frames a second (bits per source frame x 25 / 1000),
+steady (first message or keyframe left out) and amortised over the clip (first message or keyframe, and for
+the keypoint codec the reference images as JPEG, included). Quality is averaged over the scored frames: every
+frame but the first when the first frame is the reference, as in ``shared_model.evaluate``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from shared_model.evaluate import load_clip
+from shared_model.inference import KeypointExtractor, Renderer
+from shared_model.keycoding import CodingSettings
+from shared_model.model import load_model
+from shared_model.references import load_reference_images
+from shared_model.video import video_fps
+
+from .baselines import encode_decode
+from .keystream import REFERENCE_FPS, code_stream, held_frames
+from .quality import frame_scores
+
+log = logging.getLogger(__name__)
+
+METRICS = ("psnr", "ssim", "ms_ssim")
+ANCHOR_PERIODS = (1, 2, 4, 8, 64)
+
+
+@dataclass(frozen=True)
+class Options:
+    """What to measure (the defaults are the documented run)."""
+
+    steps_px: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
+    every: tuple[int, ...] = (2, 4)  # lower frame rates, at the default step
+    default_px: float = 0.5
+    anchor_every: int = CodingSettings.anchor_every
+    ack_delay_ms: float = 150.0
+    codecs: tuple[str, ...] = ("x264", "vp8", "vp9")
+    bitrates_kbps: tuple[float, ...] = (5, 8, 12, 20, 32, 50, 80, 125, 200)
+    max_frames: int | None = None
+    threads: int = 1
+
+    def keypoint_settings(self) -> list[tuple[float, int]]:
+        """(step in px, keep every n-th frame) of every keypoint-codec point."""
+        return [(px, 1) for px in self.steps_px] + [(self.default_px, n) for n in self.every]
+
+
+@dataclass
+class Clip:
+    """A face-cropped clip and the references the receiver holds."""
+
+    name: str
+    frames: np.ndarray  # (T, R, R, 3) uint8
+    fps: float
+    references: list[np.ndarray]
+    scored: slice  # the frames quality is averaged over
+    ref_bytes: int  # the references as JPEG (quality 90)
+    fingerprint: str = field(default="")
+
+
+def load(video: str | Path, refs: str | Path | None, resolution: int, max_frames: int | None) -> Clip:
+    frames = load_clip(video, resolution)[:max_frames]
+    references = [img for _, img in load_reference_images(refs, resolution)] if refs else [frames[0]]
+    ref_bytes = sum(len(cv2.imencode(".jpg", cv2.cvtColor(r, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])[1])
+                    for r in references)
+    digest = hashlib.sha1(frames.tobytes() + b"".join(r.tobytes() for r in references)).hexdigest()[:12]
+    return Clip(Path(video).name, frames, video_fps(video), references, slice(0 if refs else 1, None), ref_bytes,
+                digest)
+
+
+def kbps(bytes_per_source_frame: float) -> float:
+    """Rate at 25 frames a second."""
+    return 8.0 * bytes_per_source_frame * REFERENCE_FPS / 1000.0
+
+
+def _quality(clip: Clip, shown: np.ndarray) -> dict[str, Any]:
+    scores = frame_scores(clip.frames[clip.scored], shown[clip.scored])
+    return {**{k: float(v.mean()) for k, v in scores.items()}, "per_frame": {k: v.round(4).tolist() for k, v in scores.items()}}
+
+
+class ClipRun:
+    """The points of one clip, computed or read back from the cache."""
+
+    def __init__(self, clip: Clip, model_name: str, out: Path, opts: Options) -> None:
+        self.clip, self.out, self.opts = clip, out, opts
+        self.model = load_model(model_name)
+        self.fingerprint = (f"{clip.fingerprint}-{self.model.model_id}-{self.model.version}-"
+                            f"{opts.ack_delay_ms}-{opts.anchor_every}")
+        (out / "points").mkdir(parents=True, exist_ok=True)
+        self._renderer: Renderer | None = None
+        self._keypoints: tuple[np.ndarray, np.ndarray] | None = None
+
+    def cached(self, name: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        path = self.out / "points" / f"{name}.json"
+        if path.is_file():
+            point = json.loads(path.read_text())
+            if point.get("fingerprint") == self.fingerprint:
+                return point
+        start = time.monotonic()
+        point = {"name": name, "fingerprint": self.fingerprint, **compute()}
+        path.write_text(json.dumps(point))
+        log.info("%s: %s done in %.0f s", self.clip.name, name, time.monotonic() - start)
+        return point
+
+    def keypoints(self) -> tuple[np.ndarray, np.ndarray]:
+        """The sender's keypoints and strengths of every frame, unquantized."""
+        if self._keypoints is None:
+            extract = KeypointExtractor(self.model)
+            pairs = [extract(f) for f in tqdm(self.clip.frames, desc="keypoints", leave=False, disable=None)]
+            self._keypoints = np.stack([k for k, _ in pairs]), np.stack([s for _, s in pairs])
+        return self._keypoints
+
+    def renderer(self) -> Renderer:
+        if self._renderer is None:
+            self._renderer = Renderer(self.model, self.clip.references)
+        return self._renderer
+
+    def settings(self, px: float, anchor_every: int | None = None) -> CodingSettings:
+        return CodingSettings.from_px(px, self.model.cfg.resolution,
+                                      anchor_every=anchor_every or self.opts.anchor_every)
+
+    def keypoint_point(self, px: float, every: int) -> dict[str, Any]:
+        kp, st = self.keypoints()
+        coded = code_stream(kp, st, self.settings(px), self.clip.fps, every, self.opts.ack_delay_ms)
+        rendered = np.stack([self.renderer().render(k, s)[0] for k, s in
+                             tqdm(zip(coded.keypoints, coded.strengths), total=len(coded.kept),
+                                  desc=f"render {px} px 1/{every}", leave=False, disable=None)])
+        shown = held_frames(rendered, coded.kept, len(self.clip.frames))
+        frames = len(self.clip.frames)
+        steady = coded.bits_per_kept_frame(skip_first=True) / 8 / every
+        first = int(coded.sizes[0]) + self.clip.ref_bytes
+        return {"codec": "keypoints", "step_px": px, "every": every, "anchor_every": self.opts.anchor_every,
+                "bits_per_message": coded.bits_per_kept_frame(skip_first=True),
+                "first_bytes": int(coded.sizes[0]), "ref_bytes": self.clip.ref_bytes, "intra": coded.intra,
+                "kbps": kbps(steady), "kbps_amortised": kbps((steady * (frames - 1) + first) / frames),
+                **_quality(self.clip, shown)}
+
+    def baseline_point(self, codec: str, target_kbps: float) -> dict[str, Any]:
+        bit_rate = round(target_kbps * 1000 * self.clip.fps / REFERENCE_FPS)  # the same bits per frame
+        enc = encode_decode(self.clip.frames, self.clip.fps, codec, bit_rate, self.opts.threads)
+        sizes = enc.sizes
+        return {"codec": codec, "target_kbps": target_kbps, "first_bytes": int(sizes[0]),
+                "kbps": kbps(sizes[1:].mean()), "kbps_amortised": kbps(sizes.mean()), **_quality(self.clip, enc.frames)}
+
+    def anchor_bits(self) -> dict[str, float]:
+        """Bits per message at the default step for several anchor periods (the quality does not change)."""
+        kp, st = self.keypoints()
+        return {str(g): code_stream(kp, st, self.settings(self.opts.default_px, g), self.clip.fps, 1,
+                                    self.opts.ack_delay_ms).bits_per_kept_frame(skip_first=True)
+                for g in ANCHOR_PERIODS}
+
+    def motion_px(self) -> list[float]:
+        """Per frame: mean keypoint distance (px) to the nearest reference's keypoints (how far the head moved)."""
+        kp, _ = self.keypoints()
+        ref_kp = self.renderer().kp.numpy()
+        dist = np.linalg.norm(kp[:, None] - ref_kp[None], axis=-1).mean(-1).min(1)
+        return (dist * self.model.cfg.resolution / 2)[self.clip.scored].round(3).tolist()
+
+
+def run_clip(video: str | Path, refs: str | Path | None, model_name: str, out: str | Path, opts: Options) -> dict:
+    """All points of one clip; writes ``OUT/results.json`` and ``OUT/rd.png``."""
+    from .plot import plot_clip
+
+    out = Path(out)
+    model = load_model(model_name)
+    clip = load(video, refs, model.cfg.resolution, opts.max_frames)
+    run = ClipRun(clip, model_name, out, opts)
+    jobs: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        (f"keypoints-{px}px-every{n}", lambda px=px, n=n: run.keypoint_point(px, n))
+        for px, n in opts.keypoint_settings()]
+    jobs += [(f"{codec}-{rate}k", lambda c=codec, r=rate: run.baseline_point(c, r))
+             for codec in opts.codecs for rate in opts.bitrates_kbps]
+    points = [run.cached(name, job) for name, job in tqdm(jobs, desc=clip.name, disable=None)]
+    extra = run.cached("analysis", lambda: {"anchor_bits": run.anchor_bits(), "motion_px": run.motion_px()})
+    results = {"video": str(video), "clip": clip.name, "fps": clip.fps, "frames": len(clip.frames),
+               "frames_scored": len(clip.frames[clip.scored]), "resolution": model.cfg.resolution,
+               "model": model.model_id, "model_version": model.version, "num_keypoints": model.cfg.num_keypoints,
+               "keypoint_count_fixed": True, "references": len(clip.references), "ref_bytes": clip.ref_bytes,
+               "rate_fps": REFERENCE_FPS, "ack_delay_ms": opts.ack_delay_ms, "anchor_every": opts.anchor_every,
+               "default_step_px": opts.default_px, "anchor_bits": extra["anchor_bits"],
+               "motion_px": extra["motion_px"], "points": [{k: v for k, v in p.items() if k != "fingerprint"}
+                                                           for p in points]}
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    plot_clip(results, out / "rd.png")
+    return results
+
+
+def set_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)

@@ -1,0 +1,106 @@
+"""Over a set of clips: the bitrate each ordinary codec needs for the keypoint codec's quality, and the table.
+
+On each baseline's curve (achieved steady kbps against quality, made monotone by a running maximum), the rate
+for a quality is interpolated linearly in log-rate between the two points that bracket it. A baseline whose
+lowest rate already beats that quality gives an upper bound ("<= lowest"), one that never reaches it a lower
+bound ("> highest"); the saving factor (baseline kbps / keypoint kbps) carries the same bound.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+BASELINES = ("x264", "vp8", "vp9")
+
+
+@dataclass(frozen=True)
+class Needed:
+    """The rate a baseline needs for a quality: exact, or bounded ("<=" or ">")."""
+
+    kbps: float
+    bound: str = ""  # "", "<=" or ">"
+
+    def text(self) -> str:
+        return f"{self.bound}{self.kbps:.1f}"
+
+
+def needed_rate(points: list[dict[str, Any]], metric: str, target: float) -> Needed:
+    curve = sorted(points, key=lambda p: p["kbps"])
+    rates = np.array([p["kbps"] for p in curve])
+    quality = np.maximum.accumulate([p[metric] for p in curve])
+    if quality[0] >= target:
+        return Needed(float(rates[0]), "<=")
+    if quality[-1] < target:
+        return Needed(float(rates[-1]), ">")
+    i = int(np.argmax(quality >= target))
+    q0, q1, r0, r1 = quality[i - 1], quality[i], math.log(rates[i - 1]), math.log(rates[i])
+    t = (target - q0) / (q1 - q0) if q1 > q0 else 1.0
+    return Needed(float(math.exp(r0 + t * (r1 - r0))))
+
+
+def default_point(results: dict[str, Any]) -> dict[str, Any]:
+    """The keypoint codec at its default setting (default step, every frame)."""
+    return next(p for p in results["points"] if p["codec"] == "keypoints" and p["every"] == 1
+                and p["step_px"] == results["default_step_px"])
+
+
+def clip_row(results: dict[str, Any], metric: str) -> dict[str, Any]:
+    ours = default_point(results)
+    row = {"clip": results["clip"], "fps": results["fps"], "frames": results["frames"], "kbps": ours["kbps"],
+           "kbps_amortised": ours["kbps_amortised"], "bits_per_message": ours["bits_per_message"],
+           "psnr": ours["psnr"], "ssim": ours["ssim"], "ms_ssim": ours["ms_ssim"], "needed": {}}
+    for codec in BASELINES:
+        curve = [p for p in results["points"] if p["codec"] == codec]
+        if curve:
+            need = needed_rate(curve, metric, ours[metric])
+            row["needed"][codec] = {"kbps": need.kbps, "bound": need.bound, "factor": need.kbps / ours["kbps"]}
+    return row
+
+
+def mean_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Arithmetic means of rates and quality; geometric mean of the saving factors (bounded if any clip is)."""
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in
+            ("kbps", "kbps_amortised", "bits_per_message", "psnr", "ssim", "ms_ssim")}
+    mean["needed"] = {}
+    for codec in rows[0]["needed"]:
+        entries = [r["needed"][codec] for r in rows]
+        bounds = {e["bound"] for e in entries} - {""}
+        factor = float(np.exp(np.mean([np.log(e["factor"]) for e in entries])))
+        mean["needed"][codec] = {"kbps": float(np.mean([e["kbps"] for e in entries])),
+                                 "bound": bounds.pop() if len(bounds) == 1 else ("~" if bounds else ""),
+                                 "factor": factor}
+    return {"clip": f"**mean of {len(rows)} clips**", "fps": None, "frames": sum(r["frames"] for r in rows), **mean}
+
+
+def markdown_table(rows: list[dict[str, Any]], metric: str) -> str:
+    codecs = list(rows[0]["needed"])
+    head = ["clip", "fps", "frames", "keypoints kbps @25 fps (bits/frame)", "amortised kbps", "PSNR", "SSIM",
+            "MS-SSIM"] + [f"{c} kbps for same {metric} (×)" for c in codecs]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["clip"], "" if r["fps"] is None else f"{r['fps']:g}", str(r["frames"]),
+                 f"{r['kbps']:.2f} ({r['bits_per_message']:.0f})", f"{r['kbps_amortised']:.2f}", f"{r['psnr']:.2f}",
+                 f"{r['ssim']:.3f}", f"{r['ms_ssim']:.4f}"]
+        for c in codecs:
+            n = r["needed"][c]
+            cells.append(f"{n['bound']}{n['kbps']:.1f} ({n['bound']}{n['factor']:.1f}×)")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def average_points(all_results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each point (same codec and setting) averaged over the clips, for the set's plot."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for results in all_results:
+        for p in results["points"]:
+            groups.setdefault(p["name"], []).append(p)
+    out = []
+    for points in groups.values():
+        if len(points) == len(all_results):
+            avg = {k: points[0][k] for k in ("name", "codec", "step_px", "every", "target_kbps") if k in points[0]}
+            avg.update({k: float(np.mean([p[k] for p in points])) for k in ("kbps", "psnr", "ssim", "ms_ssim")})
+            out.append(avg)
+    return out

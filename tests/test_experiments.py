@@ -1,0 +1,147 @@
+"""The experiment suite: MS-SSIM, bitrate accounting, interpolation, and the CLI end to end on a tiny clip."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from experiments.__main__ import main as experiments_main
+from experiments.keystream import code_stream, held_frames
+from experiments.quality import frame_scores, ms_ssim, ms_ssim_scales
+from experiments.rd import kbps
+from experiments.summary import needed_rate
+from shared_model.config import ModelConfig
+from shared_model.keycoding import CodingSettings
+from shared_model.model import TPSModel, save_model
+from shared_model.synthetic import talking_face
+from shared_model.video import write_video
+
+TINY = ModelConfig(resolution=64, kp_channels=(16, 32, 32), motion_channels=(32, 64), gen_channels=(16, 32, 64))
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_model(TPSModel(TINY), path, "tiny")
+    return path
+
+
+def test_ms_ssim_matches_the_reference_implementation():
+    pytorch_msssim = pytest.importorskip("pytorch_msssim")
+    torch.manual_seed(0)
+    a = torch.rand(2, 3, 192, 192)
+    b = (a + 0.1 * torch.randn_like(a)).clamp(0, 1)
+    want = pytorch_msssim.ms_ssim(a, b, data_range=1.0, size_average=False, win_size=11)
+    assert torch.allclose(ms_ssim(a, b), want, atol=1e-5)
+
+
+def test_ms_ssim_at_128_px_uses_four_scales_and_orders_quality():
+    assert (ms_ssim_scales(128), ms_ssim_scales(176), ms_ssim_scales(64)) == (4, 5, 3)
+    frames = talking_face(frames=3, size=128, seed=2)
+    rng = np.random.default_rng(0)
+    noisy = [np.clip(frames + rng.normal(0, s, frames.shape), 0, 255).astype(np.uint8) for s in (4, 16)]
+    same, slight, strong = frame_scores(frames, frames), frame_scores(frames, noisy[0]), frame_scores(frames, noisy[1])
+    assert np.allclose(same["ms_ssim"], 1.0) and np.allclose(same["ssim"], 1.0)
+    assert np.all(strong["ms_ssim"] < slight["ms_ssim"]) and np.all(slight["ms_ssim"] < 1)
+    assert np.all(strong["psnr"] < slight["psnr"])
+
+
+def test_keypoint_stream_accounting():
+    rng = np.random.default_rng(0)
+    kp = np.cumsum(rng.normal(0, 0.003, (30, 50, 2)), axis=0).astype(np.float32)
+    st = np.full((30, 50), 0.9, np.float32)
+    full = code_stream(kp, st, CodingSettings(), 25.0)
+    half = code_stream(kp, st, CodingSettings(), 25.0, every=2)
+    assert len(full.sizes) == 30 and full.kept.tolist() == list(range(30)) and full.intra == 1
+    assert half.kept.tolist() == list(range(0, 30, 2))
+    assert full.bits_per_kept_frame(skip_first=True) == 8 * full.sizes[1:].mean()
+    assert full.bits_per_kept_frame(skip_first=False) == 8 * full.sizes.mean()
+    assert kbps(20.0) == 20 * 8 * 25 / 1000  # bytes per source frame -> kbps at 25 fps
+    shown = held_frames(np.arange(len(half.kept)), half.kept, 30)
+    assert shown.tolist() == [i // 2 for i in range(30)]
+
+
+def test_needed_rate_interpolates_and_bounds():
+    curve = [{"kbps": 10, "q": 0.80}, {"kbps": 40, "q": 0.90}, {"kbps": 160, "q": 0.95}]
+    mid = needed_rate(curve, "q", 0.85)
+    assert mid.bound == "" and mid.kbps == pytest.approx(20.0)  # halfway in log-rate between 10 and 40
+    assert needed_rate(curve, "q", 0.7).text() == "<=10.0"
+    assert needed_rate(curve, "q", 0.99).text() == ">160.0"
+
+
+def _check_clip_results(folder: Path, frames: int) -> dict:
+    results = json.loads((folder / "results.json").read_text())
+    assert (folder / "rd.png").stat().st_size > 10_000
+    assert results["frames"] == frames and results["resolution"] == 64 and results["keypoint_count_fixed"]
+    names = {p["name"] for p in results["points"]}
+    assert names == {"keypoints-1.0px-every1", "keypoints-1.0px-every2", "x264-30.0k", "vp8-30.0k"}
+    for p in results["points"]:
+        assert 0 < p["ms_ssim"] <= 1 and len(p["per_frame"]["psnr"]) == frames - 1  # the reference frame left out
+        if p["codec"] == "keypoints":
+            first_kbps = (p["first_bytes"] + p["ref_bytes"]) * 8 * 25 / 1000
+            assert p["kbps_amortised"] * frames == pytest.approx(p["kbps"] * (frames - 1) + first_kbps)
+            assert p["kbps"] == pytest.approx(p["bits_per_message"] / p["every"] * 25 / 1000)
+        else:
+            assert p["kbps_amortised"] * frames == pytest.approx(p["kbps"] * (frames - 1) + p["first_bytes"] * 0.2)
+    return results
+
+
+def test_rd_cli_end_to_end_and_resume(tmp_path, tiny_model, monkeypatch):
+    frames = talking_face(frames=8, size=160, seed=4)
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for name in ("a", "b"):
+        write_video(clips / f"{name}.mp4", frames if name == "a" else frames[::-1], 25.0)
+    quick = ["--model", str(tiny_model), "--max-frames", "6", "--steps", "1", "--default-step", "1", "--every", "2",
+             "--bitrates", "30", "--codecs", "x264,vp8"]
+    assert experiments_main(["rd", "--video", str(clips / "a.mp4"), "--out", str(tmp_path / "one"), *quick]) == 0
+    _check_clip_results(tmp_path / "one", 6)
+
+    # A rerun reads every point back instead of computing it.
+    def no_work(*args, **kwargs):
+        raise AssertionError("a cached point was computed again")
+
+    monkeypatch.setattr("experiments.rd.ClipRun.keypoint_point", no_work)
+    monkeypatch.setattr("experiments.rd.ClipRun.baseline_point", no_work)
+    assert experiments_main(["rd", "--video", str(clips / "a.mp4"), "--out", str(tmp_path / "one"), *quick]) == 0
+    monkeypatch.undo()
+
+    out = tmp_path / "set"
+    assert experiments_main(["rd-set", "--videos", str(clips), "--out", str(out), *quick]) == 0
+    for name in ("a.mp4", "b.mp4"):
+        _check_clip_results(out / "clips" / name, 6)
+    summary = (out / "summary.md").read_text()
+    assert "| a.mp4 |" in summary and "mean of 2 clips" in summary and "x264 kbps for same MS-SSIM" in summary
+    assert (out / "rd.png").is_file()
+    rows = json.loads((out / "results.json").read_text())["rows"]["ms_ssim"]
+    assert len(rows) == 3 and set(rows[0]["needed"]) == {"x264", "vp8"}
+
+
+def test_held_out_clips_come_from_the_cache_index(tmp_path, tiny_model):
+    from experiments.__main__ import held_out_clips
+
+    (tmp_path / "index.json").write_text(json.dumps({"clips": [{"name": "x/a.mp4", "held_out": True},
+                                                               {"name": "x/b.mp4", "held_out": False}]}))
+    assert held_out_clips(Path("/videos"), str(tmp_path), str(tiny_model)) == [Path("/videos/x/a.mp4")]
+    with pytest.raises(SystemExit, match="no held-out clips"):
+        held_out_clips(Path("/videos"), None, str(tiny_model))
+
+
+def test_call_experiment_under_loss(tmp_path, tiny_model):
+    """One real three-process call at 25 % loss, scored against the sender's crops; a rerun reads it back."""
+    video = tmp_path / "face.mp4"
+    write_video(video, talking_face(frames=20, size=256, seed=3), 10.0)
+    argv = ["call", "--video", str(video), "--loss", "0.25", "--model", str(tiny_model), "--fps", "0",
+            "--out", str(tmp_path / "calls")]
+    assert experiments_main(argv) == 0
+    (call,) = json.loads((tmp_path / "calls" / "results.json").read_text())["calls"]
+    assert call["loss"] == 0.25 and call["frames_expected"] == 20
+    assert 0 < call["frames_lost"] < 15 and call["frames_rendered"] > 0
+    assert call["frames_spoiled"] <= (CodingSettings().anchor_every - 1) * call["frames_lost"]
+    assert 0 < call["ms_ssim"] <= 1 and call["payload_kbps"] > 0
+    assert "| 25 % |" in (tmp_path / "calls" / "summary.md").read_text()
+    assert experiments_main(argv) == 0  # cached: no second call
