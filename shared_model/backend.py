@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .inference import KeypointExtractor, Renderer
-from .model import DEFAULT_MODEL, TPSModel, load_model, pick_device
+from .model import DEFAULT_MODEL, CodecModel, load_model, pick_device
 
 if TYPE_CHECKING:
     from .onnx_backend import OnnxModel
@@ -42,7 +42,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                                       "to ~/.cache/keypoint-codec/onnx/MODEL-VERSION)")
 
 
-def default_onnx_dir(model: TPSModel) -> Path:
+def default_onnx_dir(model: CodecModel) -> Path:
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache / "keypoint-codec" / "onnx" / f"{model.model_id}-{model.version}"
 
@@ -61,6 +61,9 @@ class Backend:
         self.kind, self.requested_device, self.threads = backend, device, threads
         self.device = pick_device(device) if backend == "torch" else pick_device("cpu")
         self.model = load_model(model, self.device)
+        if backend == "onnx" and self.model.kind != "tps":
+            raise ValueError(f"--backend onnx covers the tps generator only; run {self.model.model_id} "
+                             f"({self.model.kind}) with --backend torch")
         self.onnx_dir = Path(onnx_dir) if onnx_dir else default_onnx_dir(self.model)
 
     @classmethod

@@ -103,25 +103,32 @@ class PairSampler:
 
     def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Two float tensors (B, 3, R, R) in [0, 1]: sources and drivings."""
+        sources, driving = self.sample_sets(batch, 1)
+        return sources[:, 0], driving
+
+    def sample_sets(self, batch: int, refs: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sets of ``refs`` sources (B, refs, 3, R, R) and a driving frame (B, 3, R, R), all from one clip
+        and all different frames (implicit warping trains on reference sets)."""
         src, drv = [], []
         for ci in self.rng.choice(len(self.clips), size=batch, p=self.weights):
             clip = self.clips[ci]
-            i, j = self.rng.choice(clip["length"], size=2, replace=False)
-            src.append(self.cache.frames[clip["start"] + i])
-            drv.append(self.cache.frames[clip["start"] + j])
-        s = torch.from_numpy(np.stack(src)).permute(0, 3, 1, 2).float() / 255.0
+            picks = self.rng.choice(clip["length"], size=min(refs + 1, clip["length"]), replace=False)
+            src.append(np.stack([self.cache.frames[clip["start"] + i] for i in np.resize(picks[1:], refs)]))
+            drv.append(self.cache.frames[clip["start"] + picks[0]])
+        s = torch.from_numpy(np.stack(src)).permute(0, 1, 4, 2, 3).float() / 255.0
         d = torch.from_numpy(np.stack(drv)).permute(0, 3, 1, 2).float() / 255.0
         if self.augment:
             s, d = self._augment(s, d)
         return s, d
 
     def _augment(self, s: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same flip and colour change on a sample's sources (B, R, 3, H, W) and driving frame."""
         b = s.shape[0]
         flip = torch.from_numpy(self.rng.random(b) < 0.5)
         s[flip], d[flip] = s[flip].flip(-1), d[flip].flip(-1)
         gain = torch.from_numpy(self.rng.uniform(0.8, 1.2, (b, 3, 1, 1))).float()
         bias = torch.from_numpy(self.rng.uniform(-0.08, 0.08, (b, 1, 1, 1))).float()
-        return (s * gain + bias).clamp(0, 1), (d * gain + bias).clamp(0, 1)
+        return (s * gain[:, None] + bias[:, None]).clamp(0, 1), (d * gain + bias).clamp(0, 1)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,11 +2,15 @@
 
     python -m shared_model.evaluate --video FILE [--refs DIR] [--model NAME|PATH] [--out FILE.json] [--video-out FILE.mp4]
     python -m shared_model.evaluate --videos DIR --held-out [--model NAME|PATH] [--out FILE.json]
+    ... [--ref-frames N [--ref-seconds S]]
 
 The clip is face-cropped once (the same crop as the training data); the reference is its first frame unless
 ``--refs`` gives reference images; every frame is rebuilt from that frame's keypoints. PSNR / SSIM / L1 are
 computed on the uint8 RGB frames a receiver would show, averaged over the frames other than the reference
 frame itself (``frames`` counts them); ``baseline_*`` is the reference shown unchanged.
+With ``--ref-frames N`` the references are N frames spread over the clip's first S seconds (default 1) and
+only the frames after those seconds are rebuilt and scored, so sets of 1, 2, 4, 8 references are compared on
+the same frames (``tps`` picks the reference nearest in keypoints per frame; ``iw`` attends over all of them).
 With ``--videos DIR --held-out`` every clip the model held out of training (listed in its weights) is
 evaluated and the means over clips are reported.
 """
@@ -23,9 +27,9 @@ import torch
 from tqdm import tqdm
 
 from .crop import clip_crop
-from .inference import KeypointExtractor, Renderer, to_tensor
+from .inference import KeypointExtractor, Renderer, spread_subset, to_tensor
 from .metrics import psnr, ssim
-from .model import DEFAULT_MODEL, TPSModel, load_model, pick_device
+from .model import DEFAULT_MODEL, CodecModel, load_model, pick_device
 from .references import load_reference_images
 from .video import read_frames, video_fps, write_video
 
@@ -37,7 +41,7 @@ def frame_metrics(truth: np.ndarray, shown: np.ndarray) -> dict[str, float]:
     return {"psnr": psnr(a, b).item(), "ssim": ssim(a, b).item(), "l1": (a - b).abs().mean().item()}
 
 
-def evaluate_frames(model: TPSModel, frames: np.ndarray, references: list[np.ndarray], device: torch.device,
+def evaluate_frames(model: CodecModel, frames: np.ndarray, references: list[np.ndarray], device: torch.device,
                     progress: bool = True, skip_first: bool = False) -> tuple[dict, list[np.ndarray]]:
     """Rebuild face-cropped frames (T, R, R, 3); returns the summary and the rebuilt frames.
 
@@ -76,18 +80,36 @@ def load_clip(path: str | Path, resolution: int) -> np.ndarray:
     return np.stack([crop.apply(f, resolution) for f in raw])
 
 
-def evaluate_video(model: TPSModel, video: str | Path, refs: str | Path | None, device: torch.device,
-                   video_out: str | Path | None = None) -> dict:
+def reference_frames(frames: np.ndarray, fps: float, count: int, seconds: float) -> tuple[list[int], int]:
+    """Indices of ``count`` frames spread over the first ``seconds``, and the first frame to rebuild after them."""
+    window = min(max(count, int(round(seconds * fps))), len(frames) - 1)
+    if window < count:
+        raise ValueError(f"clip of {len(frames)} frames is too short for {count} reference frames")
+    return spread_subset(window, count), window
+
+
+def evaluate_video(model: CodecModel, video: str | Path, refs: str | Path | None, device: torch.device,
+                   video_out: str | Path | None = None, ref_frames: int | None = None,
+                   ref_seconds: float = 1.0) -> dict:
     frames = load_clip(video, model.cfg.resolution)
-    references = [img for _, img in load_reference_images(refs, model.cfg.resolution)] if refs else [frames[0]]
-    summary, outputs = evaluate_frames(model, frames, references, device, skip_first=refs is None)
-    summary["video"] = str(video)
+    extra: dict = {}
+    if refs:
+        references, skip_first = [img for _, img in load_reference_images(refs, model.cfg.resolution)], False
+    elif ref_frames:
+        picked, first = reference_frames(frames, video_fps(video), ref_frames, ref_seconds)
+        references, frames, skip_first = [frames[i] for i in picked], frames[first:], False
+        extra = {"reference_frames": picked, "first_rebuilt_frame": first}
+    else:
+        references, skip_first = [frames[0]], True
+    summary, outputs = evaluate_frames(model, frames, references, device, skip_first=skip_first)
+    summary.update(video=str(video), **extra)
     if video_out:
         write_video(video_out, [np.concatenate([t, o], axis=1) for t, o in zip(frames, outputs)], video_fps(video))
     return summary
 
 
-def evaluate_held_out(model: TPSModel, root: str | Path, device: torch.device) -> dict:
+def evaluate_held_out(model: CodecModel, root: str | Path, device: torch.device, ref_frames: int | None = None,
+                      ref_seconds: float = 1.0) -> dict:
     """Every held-out clip the model's weights list, found under ``root``; means over clips."""
     names = model.meta.get("held_out_clips")
     if not names:
@@ -95,13 +117,13 @@ def evaluate_held_out(model: TPSModel, root: str | Path, device: torch.device) -
     clips = []
     for name in tqdm(names, desc="clips", disable=None):
         path = Path(root) / name
-        s = evaluate_video(model, path, None, device)
+        s = evaluate_video(model, path, None, device, ref_frames=ref_frames, ref_seconds=ref_seconds)
         s.pop("per_frame")
         clips.append({"clip": name, **s})
         log.info("%s: PSNR %.2f dB (frozen reference %.2f), SSIM %.3f", name, s["psnr"], s["baseline_psnr"], s["ssim"])
     mean = lambda k: float(np.mean([c[k] for c in clips]))
     return {"model": model.model_id, "model_version": model.version, "resolution": model.cfg.resolution,
-            "clips": len(clips), "frames": int(sum(c["frames"] for c in clips)),
+            "clips": len(clips), "frames": int(sum(c["frames"] for c in clips)), "references": clips[0]["references"],
             "psnr": mean("psnr"), "ssim": mean("ssim"), "l1": mean("l1"),
             "baseline_psnr": mean("baseline_psnr"), "baseline_ssim": mean("baseline_ssim"),
             "ms_keypoints": mean("ms_keypoints"), "ms_render": mean("ms_render"), "per_clip": clips}
@@ -115,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--videos", help="folder holding the clips named in the model's held-out list (with --held-out)")
     ap.add_argument("--held-out", action="store_true", help="with --videos: evaluate the model's held-out clips")
     ap.add_argument("--refs", help="folder of reference images (default: the clip's first frame)")
+    ap.add_argument("--ref-frames", type=int, help="use N frames from the clip's first seconds as the references")
+    ap.add_argument("--ref-seconds", type=float, default=1.0, help="with --ref-frames: the seconds they come from")
     ap.add_argument("--model", default=DEFAULT_MODEL, help="shipped model name or weights file")
     ap.add_argument("--out", help="JSON file to write")
     ap.add_argument("--video-out", help="mp4 with ground truth and reconstruction side by side")
@@ -123,12 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if args.videos and not args.held_out:
         ap.error("--videos needs --held-out")
+    if args.refs and args.ref_frames:
+        ap.error("--refs and --ref-frames are two ways to give references: choose one")
     device = pick_device(args.device)
     model = load_model(args.model, device)
     if args.video:
-        summary = evaluate_video(model, args.video, args.refs, device, args.video_out)
+        summary = evaluate_video(model, args.video, args.refs, device, args.video_out, args.ref_frames, args.ref_seconds)
     else:
-        summary = evaluate_held_out(model, args.videos, device)
+        summary = evaluate_held_out(model, args.videos, device, args.ref_frames, args.ref_seconds)
     brief = {k: v for k, v in summary.items() if k not in ("per_frame", "per_clip")}
     print(json.dumps(brief, indent=1))
     if args.out:

@@ -49,13 +49,17 @@ class Decoder(nn.Module):
             self.res.append(nn.Sequential(*[ResBlock(ch[i]) for _ in range(cfg.gen_res_blocks)]) if i > 0 else nn.Identity())
         self.out = nn.Conv2d(ch[0], 3, 7, 1, 3)
 
-    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+    def features(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """The full-resolution features the output layer reads."""
         x = self.bottleneck(feats[-1])
         for level, (fuse, res) in enumerate(zip(self.fuse, self.res)):
             skip = feats[-2 - level]
             x = F.interpolate(x, scale_factor=2.0, mode="nearest")
             x = res(fuse(torch.cat([x, skip], dim=1)))
-        return torch.sigmoid(self.out(x))
+        return x
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        return torch.sigmoid(self.out(self.features(feats)))
 
 
 class TPSGenerator(nn.Module):

@@ -1,11 +1,15 @@
 """Per-frame inference for a call: the sender's keypoint extractor and the receiver's renderer."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
-from .model import TPSModel
+from .model import CodecModel
 from .references import ReferencePicker
+
+log = logging.getLogger(__name__)
 
 
 def to_tensor(images: np.ndarray, device: torch.device | str) -> torch.Tensor:
@@ -23,7 +27,7 @@ def to_image(tensor: torch.Tensor) -> np.ndarray:
 class KeypointExtractor:
     """Sender side: a face-cropped frame at model resolution to keypoints (P, 2) and strengths (P,)."""
 
-    def __init__(self, model: TPSModel, device: torch.device | str = "cpu") -> None:
+    def __init__(self, model: CodecModel, device: torch.device | str = "cpu") -> None:
         self.model, self.device = model, torch.device(device)
 
     @torch.inference_mode()
@@ -32,11 +36,24 @@ class KeypointExtractor:
         return kp[0].cpu().numpy(), strength[0].cpu().numpy()
 
 
-class Renderer:
-    """Receiver side: holds the references with their keypoints and encoder features computed once,
-    and rebuilds a frame from received keypoints using the reference that suits them best."""
+def spread_subset(count: int, limit: int) -> list[int]:
+    """``limit`` indices spread evenly over ``count`` items (all of them when there are few enough)."""
+    if count <= limit:
+        return list(range(count))
+    return sorted({int(round(i)) for i in np.linspace(0, count - 1, limit)})
 
-    def __init__(self, model: TPSModel, references: list[np.ndarray], device: torch.device | str = "cpu") -> None:
+
+class Renderer:
+    """Receiver side: holds the references with their keypoints and features computed once, and rebuilds
+    a frame from received keypoints.
+
+    ``tps`` renders from the one reference whose keypoints suit the frame best; ``iw`` attends over all the
+    references at once (at most ``cfg.iw_max_refs``; a larger set is thinned evenly, with a warning).
+    ``render`` returns the frame and the index of the reference nearest in keypoints (for ``iw``, the one
+    shown as the frozen-reference baseline).
+    """
+
+    def __init__(self, model: CodecModel, references: list[np.ndarray], device: torch.device | str = "cpu") -> None:
         if not references:
             raise ValueError("at least one reference image is needed")
         self.model, self.device = model, torch.device(device)
@@ -49,15 +66,26 @@ class Renderer:
             kps = [model.detector(s) for s in self.sources]
             self.kp = torch.cat([k for k, _ in kps])
             self.strength = torch.cat([st for _, st in kps])
-            self.feats = [model.generator.encoder(s) for s in self.sources]
+            if model.kind == "tps":
+                self.feats = [model.generator.encoder(s) for s in self.sources]
+            else:
+                keep = spread_subset(len(self.sources), model.cfg.iw_max_refs)
+                if len(keep) < len(self.sources):
+                    log.warning("%d references given, iw attends over at most %d: using %s", len(self.sources),
+                                len(keep), keep)
+                self.reference_set = model.generator.prepare(torch.cat([self.sources[i] for i in keep])[None],
+                                                             self.kp[keep][None], self.strength[keep][None])
         self.picker = ReferencePicker(self.kp, self.strength)
 
     @torch.inference_mode()
     def render(self, kp: np.ndarray, strength: np.ndarray) -> tuple[np.ndarray, int]:
-        """The rebuilt frame (uint8 RGB) and the index of the reference used."""
-        kp_t = torch.as_tensor(kp, dtype=torch.float32, device=self.device)
-        st_t = torch.as_tensor(strength, dtype=torch.float32, device=self.device)
-        i = self.picker(kp_t, st_t)
-        out = self.model.generator(self.sources[i], self.kp[i : i + 1], self.strength[i : i + 1],
-                                   kp_t[None], st_t[None], source_feats=self.feats[i])
+        """The rebuilt frame (uint8 RGB) and the index of the reference nearest in keypoints."""
+        kp_t = torch.as_tensor(kp, dtype=torch.float32, device=self.device)[None]
+        st_t = torch.as_tensor(strength, dtype=torch.float32, device=self.device)[None]
+        i = self.picker(kp_t[0], st_t[0])
+        if self.model.kind == "tps":
+            out = self.model.generator(self.sources[i], self.kp[i : i + 1], self.strength[i : i + 1],
+                                       kp_t, st_t, source_feats=self.feats[i])
+        else:
+            out = self.model.generator(self.reference_set, kp_t, st_t)
         return to_image(out["prediction"]), i

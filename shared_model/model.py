@@ -1,4 +1,5 @@
-"""The TPS codec model (keypoint detector + generator), its training step, and loading of shipped weights."""
+"""The codec models (keypoint detector + TPS or implicit-warping generator), their training step, and
+loading of shipped weights."""
 from __future__ import annotations
 
 import hashlib
@@ -11,6 +12,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .generator import TPSGenerator
+from .implicit import IWGenerator
 from .keypoints import KeypointDetector
 from .losses import LossWeights, reconstruction_loss, warp_loss
 from .tps import RandomTPS
@@ -20,17 +22,16 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "tps"
 
 
-class TPSModel(nn.Module):
-    """Keypoint detector (sender side) and TPS generator (receiver side) trained together."""
+class CodecModel(nn.Module):
+    """What both generators share: the keypoint detector (sender side), identity, and the equivariance loss."""
 
-    kind = "tps"
+    kind = ""
 
     def __init__(self, cfg: ModelConfig, meta: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.meta = dict(meta or {})
         self.detector = KeypointDetector(cfg)
-        self.generator = TPSGenerator(cfg)
 
     @property
     def model_id(self) -> str:
@@ -41,6 +42,22 @@ class TPSModel(nn.Module):
     def version(self) -> str:
         """Short hash of the weights: both ends of a call must hold the same."""
         return self.meta.get("version", "0")
+
+    def equivariance_loss(self, driving: torch.Tensor, kp_drv: torch.Tensor) -> torch.Tensor:
+        """Keypoints of a randomly TPS-warped frame, mapped back, must land on the frame's keypoints."""
+        tps = RandomTPS(driving.shape[0], device=driving.device)
+        kp_t, _ = self.detector(tps.warp_image(driving))
+        return (tps.transform_points(kp_t) - kp_drv).abs().mean()
+
+
+class TPSModel(CodecModel):
+    """Keypoint detector and TPS generator trained together; the receiver uses one reference per frame."""
+
+    kind = "tps"
+
+    def __init__(self, cfg: ModelConfig, meta: dict[str, Any] | None = None) -> None:
+        super().__init__(cfg, meta)
+        self.generator = TPSGenerator(cfg)
 
     def reconstruct(self, source: torch.Tensor, driving: torch.Tensor) -> torch.Tensor:
         """Rebuild ``driving`` from ``source`` through the keypoints (evaluation helper)."""
@@ -56,14 +73,60 @@ class TPSModel(nn.Module):
         out = self.generator(source, kp_s, st_s, kp_d, st_d)
         losses = reconstruction_loss(out["prediction"], driving, weights)
         if weights.equivariance:
-            tps = RandomTPS(driving.shape[0], device=driving.device)
-            kp_t, _ = self.detector(tps.warp_image(driving))
-            losses["equivariance"] = weights.equivariance * (tps.transform_points(kp_t) - kp_d).abs().mean()
+            losses["equivariance"] = weights.equivariance * self.equivariance_loss(driving, kp_d)
         if weights.warp:
             drv_feats = self.generator.encoder(driving)
             occ = out["occlusion"]
             losses["warp"] = weights.warp * warp_loss(out["warped_feats"], [f * o for f, o in zip(drv_feats, occ)])
         return losses, out["prediction"]
+
+
+class IWModel(CodecModel):
+    """Keypoint detector and implicit-warping generator trained together; the receiver attends over all
+    its references at once."""
+
+    kind = "iw"
+
+    def __init__(self, cfg: ModelConfig, meta: dict[str, Any] | None = None) -> None:
+        super().__init__(cfg, meta)
+        self.generator = IWGenerator(cfg)
+
+    def forward_set(self, sources: torch.Tensor, driving: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Sources (B, R, 3, H, W) or (B, 3, H, W) rebuilding ``driving``: generator output, driving keypoints."""
+        if sources.dim() == 4:
+            sources = sources[:, None]
+        b, r = sources.shape[:2]
+        kp_s, st_s = self.detector(sources.flatten(0, 1))
+        kp_d, st_d = self.detector(driving)
+        refs = self.generator.prepare(sources, kp_s.view(b, r, -1, 2), st_s.view(b, r, -1))
+        return self.generator(refs, kp_d, st_d), kp_d
+
+    def reconstruct(self, source: torch.Tensor, driving: torch.Tensor) -> torch.Tensor:
+        return self.forward_set(source, driving)[0]["prediction"]
+
+    def training_losses(self, source: torch.Tensor, driving: torch.Tensor,
+                        weights: LossWeights) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        out, kp_d = self.forward_set(source, driving)
+        losses = reconstruction_loss(out["prediction"], driving, weights)
+        if weights.equivariance:
+            losses["equivariance"] = weights.equivariance * self.equivariance_loss(driving, kp_d)
+        return losses, out["prediction"]
+
+
+MODEL_CLASSES: dict[str, type[CodecModel]] = {"tps": TPSModel, "iw": IWModel}
+
+
+def build_model(cfg: ModelConfig, meta: dict[str, Any] | None = None) -> CodecModel:
+    return MODEL_CLASSES[cfg.generator](cfg, meta)
+
+
+def copy_matching(model: nn.Module, state: dict[str, torch.Tensor]) -> int:
+    """Copy every tensor of ``state`` whose name and shape ``model`` shares (starting one generator from
+    the other's detector, encoder and decoder); returns how many were copied."""
+    own = model.state_dict()
+    matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(matching, strict=False)
+    return len(matching)
 
 
 def weights_version(state: dict[str, torch.Tensor]) -> str:
@@ -74,7 +137,7 @@ def weights_version(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()[:10]
 
 
-def save_model(model: TPSModel, path: str | Path, model_id: str, extra: dict[str, Any] | None = None) -> dict:
+def save_model(model: CodecModel, path: str | Path, model_id: str, extra: dict[str, Any] | None = None) -> dict:
     """Write the shipped format: fp16 weights, config and meta (id, version, training notes)."""
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     meta = {**model.meta, **(extra or {}), "id": model_id, "kind": model.kind, "version": weights_version(state)}
@@ -100,13 +163,13 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
                             f"models {available_models()}")
 
 
-def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.device = "cpu") -> TPSModel:
+def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.device = "cpu") -> CodecModel:
     """Load shipped weights or a file written by ``save_model`` or a training checkpoint, in eval mode."""
     path = resolve_model_path(name_or_path)
     blob = torch.load(path, map_location="cpu", weights_only=True)
     if "model" in blob:  # a training checkpoint
         blob = blob["model"]
-    model = TPSModel(ModelConfig.from_dict(blob["config"]), blob.get("meta"))
+    model = build_model(ModelConfig.from_dict(blob["config"]), blob.get("meta"))
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state"].items()})
     return model.to(device).eval()
 

@@ -13,7 +13,7 @@ import logging
 import math
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -25,7 +25,7 @@ from .config import ModelConfig
 from .data import FrameCache, PairSampler
 from .losses import LossWeights
 from .metrics import psnr
-from .model import TPSModel, load_model, pick_device, save_model
+from .model import CodecModel, build_model, copy_matching, load_model, pick_device, save_model
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class TrainOptions:
     data: list[str] = field(default_factory=list)
+    model: str = "tps"  # generator: tps or iw
     out: str = "runs/tps"
     model_id: str = "tps"
     init: str | None = None  # weights to start from (fine-tuning)
@@ -49,6 +50,7 @@ class TrainOptions:
     stop_at: int | None = None  # stop (and save) at this step; the lr schedule still spans ``steps``
     dropout_until: float = 0.2  # TPS dropout during this share of the steps
     threads: int | None = None
+    max_refs: int = 4  # iw: each batch takes a set of 1..max_refs references per sample
 
 
 def load_caches(paths: list[str]) -> list[tuple[FrameCache, list[dict], list[dict]]]:
@@ -83,12 +85,28 @@ def save_grid(path: Path, source: torch.Tensor, driving: torch.Tensor, predictio
 
 
 @torch.no_grad()
-def validate(model: TPSModel, src: torch.Tensor, drv: torch.Tensor, device: torch.device, batch: int = 8):
+def validate(model: CodecModel, src: torch.Tensor, drv: torch.Tensor, device: torch.device, batch: int = 8):
     model.eval()
     preds = torch.cat([model.reconstruct(src[i:i + batch].to(device), drv[i:i + batch].to(device)).cpu()
                        for i in range(0, len(src), batch)])
     model.train()
     return psnr(preds, drv).mean().item(), psnr(src, drv).mean().item(), preds
+
+
+def init_model(init: str, kind: str, resolution: int) -> CodecModel:
+    """Start from trained weights: the same generator (fine-tuning), or the other generator's detector,
+    encoder and decoder (an ``iw`` model started from ``tps`` weights)."""
+    base = load_model(init)
+    if base.cfg.resolution != resolution:
+        raise ValueError(f"--init model is {base.cfg.resolution} px, data is {resolution} px")
+    if base.kind == kind:
+        model = base
+    else:
+        model = build_model(replace(base.cfg, generator=kind))
+        copied = copy_matching(model, base.state_dict())
+        log.info("started %s from %s: %d of %d tensors copied", kind, init, copied, len(model.state_dict()))
+    model.meta = {"init": str(init)}
+    return model
 
 
 def lr_at(step: int, opts: TrainOptions) -> float:
@@ -115,12 +133,11 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
         if cache.frames.shape[1] != res:
             raise ValueError("all data caches must have the same resolution")
     if opts.init:
-        model = load_model(opts.init)
-        if model.cfg.resolution != res:
-            raise ValueError(f"--init model is {model.cfg.resolution} px, data is {res} px")
-        model.meta = {"init": str(opts.init)}
+        model = init_model(opts.init, opts.model, res)
     else:
-        model = TPSModel(model_cfg or ModelConfig(resolution=res))
+        model = build_model(model_cfg or ModelConfig(generator=opts.model, resolution=res))
+    if model.kind != opts.model:
+        raise ValueError(f"the model config is for {model.kind}, not --model {opts.model}")
     model = model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=opts.lr, betas=(0.5, 0.999))
     step, elapsed, history = 0, 0.0, []
@@ -166,9 +183,13 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
             break
         for group in opt.param_groups:
             group["lr"] = lr_at(step, opts)
-        cut = opts.dropout_until * opts.steps
-        model.generator.dense_motion.dropout_p = 0.1 + 0.2 * step / cut if step < cut else 0.0
-        source, driving = samplers[step % len(samplers)].sample(opts.batch)
+        sampler = samplers[step % len(samplers)]
+        if model.kind == "tps":
+            cut = opts.dropout_until * opts.steps
+            model.generator.dense_motion.dropout_p = 0.1 + 0.2 * step / cut if step < cut else 0.0
+            source, driving = sampler.sample(opts.batch)
+        else:
+            source, driving = sampler.sample_sets(opts.batch, int(sampler.rng.integers(1, opts.max_refs + 1)))
         losses, _ = model.training_losses(source.to(device), driving.to(device), weights)
         total = sum(losses.values())
         opt.zero_grad(set_to_none=True)
@@ -200,19 +221,19 @@ def parse_args(argv: list[str] | None) -> TrainOptions:
     ap = argparse.ArgumentParser(prog="python -m shared_model.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", help="JSON file of options")
-    ap.add_argument("--model", default="tps", choices=["tps"], help="which generator to train")
+    ap.add_argument("--model", choices=["tps", "iw"], help="which generator to train (default tps)")
     ap.add_argument("--data", nargs="+", help="one or more data caches")
     ap.add_argument("--out")
     ap.add_argument("--model-id", help="name stored in the weights (and on the wire)")
     ap.add_argument("--init", help="start from these weights (shipped name or file): fine-tuning")
-    for name in ("steps", "stop_at", "batch", "seed", "val_every", "val_pairs", "save_every", "threads"):
+    for name in ("steps", "stop_at", "batch", "seed", "val_every", "val_pairs", "save_every", "threads", "max_refs"):
         ap.add_argument("--" + name.replace("_", "-"), type=int)
     for name in ("lr", "time_limit_min", "dropout_until"):
         ap.add_argument("--" + name.replace("_", "-"), type=float)
     ap.add_argument("--device", choices=["auto", "cuda", "cpu"])
     args = ap.parse_args(argv)
     values = json.loads(Path(args.config).read_text()) if args.config else {}
-    values.update({k: v for k, v in vars(args).items() if v is not None and k not in ("config", "model")})
+    values.update({k: v for k, v in vars(args).items() if v is not None and k != "config"})
     opts = TrainOptions(**values)
     if not opts.data:
         ap.error("--data is required (here or in --config)")
