@@ -82,7 +82,7 @@ def load_clip(path: str | Path, resolution: int) -> np.ndarray:
 
 def reference_frames(frames: np.ndarray, fps: float, count: int, seconds: float) -> tuple[list[int], int]:
     """Indices of ``count`` frames spread over the first ``seconds``, and the first frame to rebuild after them."""
-    window = min(max(count, int(round(seconds * fps))), len(frames) - 1)
+    window = min(max(count, round(seconds * fps)), len(frames) - 1)
     if window < count:
         raise ValueError(f"clip of {len(frames)} frames is too short for {count} reference frames")
     return spread_subset(window, count), window

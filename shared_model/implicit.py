@@ -16,8 +16,8 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from .blocks import Down, Hourglass
 from .config import ModelConfig

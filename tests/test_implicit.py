@@ -97,7 +97,7 @@ def test_iw_starts_from_tps_weights(tmp_path, small_config):
     save_model(tps, tmp_path / "tps.pt", "tiny")
     iw = init_model(str(tmp_path / "tps.pt"), "iw", 64)
     assert iw.kind == "iw"
-    close = dict(atol=1e-3, rtol=1e-3)  # the saved weights are fp16
+    close = {"atol": 1e-3, "rtol": 1e-3}  # the saved weights are fp16
     torch.testing.assert_close(iw.detector.state_dict(), tps.detector.state_dict(), **close)
     torch.testing.assert_close(iw.generator.decoder.state_dict(), tps.generator.decoder.state_dict(), **close)
     with pytest.raises(ValueError, match="px"):
