@@ -21,7 +21,16 @@ from shared_model.model import DEFAULT_MODEL, load_model
 from .call import CallSetting, run_calls
 from .plot import plot_points
 from .rd import Options, run_clip, set_threads
-from .summary import average_points, clip_row, markdown_table, mean_row
+from .summary import (
+    average_points,
+    clip_row,
+    markdown_table,
+    mean_row,
+    motion_markdown,
+    motion_rows,
+    settings_markdown,
+    worst_frames,
+)
 
 VIDEO_SUFFIXES = {".mp4", ".mpg", ".mpeg", ".avi", ".mov", ".mkv", ".webm"}
 
@@ -85,10 +94,13 @@ def rd_set(args: argparse.Namespace) -> int:
     for metric in ("ms_ssim", "psnr"):
         rows = [clip_row(r, metric) for r in all_results]
         tables[metric] = rows + [mean_row(rows)]
+    motion = motion_markdown(motion_rows(all_results), worst_frames(all_results))
     summary = (f"Keypoint codec at {opts.default_px:g} px (anchor every {opts.anchor_every}, acks "
                f"{opts.ack_delay_ms:g} ms late) against the bitrate each baseline needs for the same quality.\n\n"
+               f"### Keypoint codec settings (means over the clips)\n\n{settings_markdown(all_results)}\n"
                f"### Equal MS-SSIM\n\n{markdown_table(tables['ms_ssim'], 'MS-SSIM')}\n"
-               f"### Equal PSNR\n\n{markdown_table(tables['psnr'], 'PSNR')}")
+               f"### Equal PSNR\n\n{markdown_table(tables['psnr'], 'PSNR')}\n"
+               f"### Quality against head motion\n\n{motion}")
     (out / "summary.md").write_text(summary)
     (out / "results.json").write_text(json.dumps({"options": opts.__dict__, "rows": tables,
                                                   "clips": [r["clip"] for r in all_results]}, indent=1))

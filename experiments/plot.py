@@ -29,7 +29,7 @@ def _panel(ax: Any, points: list[dict[str, Any]], metric: str, label: str) -> No
                     fontsize=7, color=COLOURS["keypoints"])
     for p in (p for p in points if p["codec"] == "keypoints" and p["every"] > 1):
         ax.plot(p["kbps"], p[metric], "^", color=COLOURS["keypoints"])
-        ax.annotate(f"1/{p['every']} fps", (p["kbps"], p[metric]), textcoords="offset points", xytext=(4, 2),
+        ax.annotate(f"1 in {p['every']}", (p["kbps"], p[metric]), textcoords="offset points", xytext=(-10, 6),
                     fontsize=7, color=COLOURS["keypoints"])
     ax.axvline(TARGET_KBPS, color="grey", lw=0.8, ls=":")
     ax.set_xscale("log")

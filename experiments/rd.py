@@ -90,7 +90,8 @@ def kbps(bytes_per_source_frame: float) -> float:
 
 def _quality(clip: Clip, shown: np.ndarray) -> dict[str, Any]:
     scores = frame_scores(clip.frames[clip.scored], shown[clip.scored])
-    return {**{k: float(v.mean()) for k, v in scores.items()}, "per_frame": {k: v.round(4).tolist() for k, v in scores.items()}}
+    means = {k: float(v.mean()) for k, v in scores.items()}
+    return {**means, "per_frame": {k: v.round(4).tolist() for k, v in scores.items()}}
 
 
 class ClipRun:

@@ -7,6 +7,7 @@ bound ("> highest"); the saving factor (baseline kbps / keypoint kbps) carries t
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -104,3 +105,81 @@ def average_points(all_results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             avg.update({k: float(np.mean([p[k] for p in points])) for k in ("kbps", "psnr", "ssim", "ms_ssim")})
             out.append(avg)
     return out
+
+
+MOTION_BINS = (0.0, 1.0, 2.0, 4.0, 8.0, float("inf"))
+
+
+def _equal_quality_point(results: dict[str, Any], codec: str, metric: str) -> dict[str, Any] | None:
+    """The baseline's lowest-rate point at least as good as the keypoint codec on the clip's mean ``metric``."""
+    target = default_point(results)[metric]
+    good = [p for p in results["points"] if p["codec"] == codec and p[metric] >= target]
+    return min(good, key=lambda p: p["kbps"]) if good else None
+
+
+def motion_rows(all_results: list[dict[str, Any]], codec: str = "vp9") -> list[dict[str, Any]]:
+    """Quality against head motion (mean keypoint distance to the reference, px): the keypoint codec, and the
+    baseline at the point where it is as good as the codec on the clip's mean MS-SSIM, on the same frames."""
+    rows = []
+    for lo, hi in itertools.pairwise(MOTION_BINS):
+        ours, theirs = [], []
+        for results in all_results:
+            motion = np.array(results["motion_px"])
+            pick = (motion >= lo) & (motion < hi)
+            ours.append(np.array(default_point(results)["per_frame"]["ms_ssim"])[pick])
+            base = _equal_quality_point(results, codec, "ms_ssim")
+            if base is not None:
+                theirs.append(np.array(base["per_frame"]["ms_ssim"])[pick])
+        ours_all = np.concatenate(ours)
+        theirs_all = np.concatenate(theirs) if theirs else np.array([])
+        if len(ours_all):
+            rows.append({"motion_px": (lo, hi), "frames": len(ours_all), "ms_ssim": float(ours_all.mean()),
+                         "baseline": codec, "baseline_ms_ssim": float(theirs_all.mean()) if len(theirs_all) else None})
+    return rows
+
+
+def worst_frames(all_results: list[dict[str, Any]], count: int = 8) -> list[dict[str, Any]]:
+    """The keypoint codec's worst frames by MS-SSIM over the set (frame numbers count from 0)."""
+    frames = []
+    for results in all_results:
+        ours = default_point(results)["per_frame"]
+        offset = results["frames"] - results["frames_scored"]
+        for i, (m, p) in enumerate(zip(ours["ms_ssim"], ours["psnr"])):
+            frames.append({"clip": results["clip"], "frame": i + offset, "ms_ssim": m, "psnr": p,
+                           "motion_px": results["motion_px"][i]})
+    return sorted(frames, key=lambda f: f["ms_ssim"])[:count]
+
+
+def motion_markdown(rows: list[dict[str, Any]], worst: list[dict[str, Any]]) -> str:
+    lines = [("| head motion (px from the reference) | frames | keypoints MS-SSIM | "
+             f"{rows[0]['baseline']} MS-SSIM at equal clip mean |"), "|---|---|---|---|"]
+    for r in rows:
+        lo, hi = r["motion_px"]
+        span = f"≥ {lo:g}" if hi == float("inf") else f"{lo:g}–{hi:g}"
+        base = "–" if r["baseline_ms_ssim"] is None else f"{r['baseline_ms_ssim']:.4f}"
+        lines.append(f"| {span} | {r['frames']} | {r['ms_ssim']:.4f} | {base} |")
+    lines += ["", "| worst frames | frame | motion px | MS-SSIM | PSNR |", "|---|---|---|---|---|"]
+    lines += [f"| {f['clip']} | {f['frame']} | {f['motion_px']:.1f} | {f['ms_ssim']:.4f} | {f['psnr']:.2f} |"
+              for f in worst]
+    return "\n".join(lines) + "\n"
+
+
+def settings_markdown(all_results: list[dict[str, Any]]) -> str:
+    """The keypoint codec's settings, means over the clips: bits per message, rates, quality; then the bits
+    per message for each anchor period at the default step (the quality does not depend on it)."""
+    names = [p["name"] for p in all_results[0]["points"] if p["codec"] == "keypoints"]
+    lines = ["| step px | frames sent | bits per message | kbps @25 fps | amortised kbps | PSNR | SSIM | MS-SSIM |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        pts = [next(p for p in r["points"] if p["name"] == name) for r in all_results]
+        m = {k: float(np.mean([p[k] for p in pts])) for k in
+             ("bits_per_message", "kbps", "kbps_amortised", "psnr", "ssim", "ms_ssim")}
+        sent = "all" if pts[0]["every"] == 1 else f"1 in {pts[0]['every']}"
+        lines.append(f"| {pts[0]['step_px']:g} | {sent} | {m['bits_per_message']:.0f} | {m['kbps']:.2f} | "
+                     f"{m['kbps_amortised']:.2f} | {m['psnr']:.2f} | {m['ssim']:.3f} | {m['ms_ssim']:.4f} |")
+    periods = list(all_results[0]["anchor_bits"])
+    lines += ["", "| anchor every (G) | " + " | ".join(periods) + " |", "|---|" + "---|" * len(periods),
+              "| spoiled frames per lost message, at most | " + " | ".join(str(int(g) - 1) for g in periods) + " |",
+              "| bits per message | " + " | ".join(f"{np.mean([r['anchor_bits'][g] for r in all_results]):.0f}"
+                                               for g in periods) + " |"]
+    return "\n".join(lines) + "\n"

@@ -116,6 +116,8 @@ def test_rd_cli_end_to_end_and_resume(tmp_path, tiny_model, monkeypatch):
         _check_clip_results(out / "clips" / name, 6)
     summary = (out / "summary.md").read_text()
     assert "| a.mp4 |" in summary and "mean of 2 clips" in summary and "x264 kbps for same MS-SSIM" in summary
+    assert "Quality against head motion" in summary and "worst frames" in summary
+    assert "| 1 | all |" in summary and "| 1 | 1 in 2 |" in summary and "| anchor every (G) |" in summary
     assert (out / "rd.png").is_file()
     rows = json.loads((out / "results.json").read_text())["rows"]["ms_ssim"]
     assert len(rows) == 3 and set(rows[0]["needed"]) == {"x264", "vp8"}

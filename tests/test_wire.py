@@ -26,7 +26,8 @@ from shared_model.wire import (
 ID = ModelIdentity("tps", "2fecbaa93f", 50)
 FPS = 25.0
 EPOCH = 1_790_000_000_000_000_000
-SETTINGS = [CodingSettings.from_px(px, 128, st, g) for px in (0.25, 0.5, 1.0, 2.0) for st, g in ((1 / 16, 4), (1 / 64, 1))]
+SETTINGS = [CodingSettings.from_px(px, 128, st, g)
+            for px in (0.25, 0.5, 1.0, 2.0) for st, g in ((1 / 16, 4), (1 / 64, 1))]
 
 
 def trajectory(frames: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -47,20 +48,22 @@ def capture(seq: int) -> int:
 
 def stream(settings: CodingSettings, frames: int, lose: set[int] = frozenset(), ack_delay: int = 2,
            first_seq: int = 0, shuffle: int = 0):
-    """Send ``frames`` frames through an encoder; the receiver decodes those whose index is not in ``lose`` (arriving in
-    batches of ``shuffle + 1`` in random order), acking each decoded frame ``ack_delay`` frames later.
-    Returns (sent frames, decoded messages by seq, spoiled seqs)."""
+    """Send ``frames`` frames through an encoder; the receiver decodes those whose index is not in ``lose``
+    (arriving in batches of ``shuffle + 1`` in random order), acking each decoded frame ``ack_delay`` frames later.
+    Returns (sent frames, decoded messages by seq, spoiled seqs, seqs that arrived after a newer one)."""
     kp, st = trajectory(frames)
     enc, dec = FrameEncoder(ID, settings, FPS, EPOCH), FrameDecoder(ID, settings, FPS, EPOCH)
-    sent, decoded, spoiled, acks, in_flight, newest = [], {}, [], [], [], -1
+    sent, decoded, spoiled, late, acks, in_flight, newest = [], {}, [], [], [], [], -1
     rng = random.Random(1)
 
     def deliver() -> None:
         nonlocal newest
         rng.shuffle(in_flight)
-        for frame in in_flight:
+        for n, frame in enumerate(in_flight):
             seq, _ = dec.header(frame.data)
             assert seq == frame.seq
+            if any(other.seq > seq for other in in_flight[:n]):
+                late.append(seq)
             if seq <= newest:
                 continue  # stale: the receiver drops it undecoded
             try:
@@ -84,13 +87,13 @@ def stream(settings: CodingSettings, frames: int, lose: set[int] = frozenset(), 
         if len(in_flight) > shuffle:
             deliver()
     deliver()
-    return sent, decoded, spoiled
+    return sent, decoded, spoiled, late
 
 
 @pytest.mark.parametrize("settings", SETTINGS, ids=lambda s: f"{s.kp_step:.4f}-{s.st_step:.4f}-G{s.anchor_every}")
 def test_round_trip_is_exact_at_every_setting(settings):
     kp, st = trajectory(60)
-    sent, decoded, spoiled = stream(settings, 60)
+    sent, decoded, spoiled, _ = stream(settings, 60)
     assert not spoiled and sorted(decoded) == list(range(60))
     for i, frame in enumerate(sent):
         msg = decoded[i]
@@ -121,15 +124,16 @@ def test_prediction_makes_frames_small():
 def test_a_lost_message_spoils_at_most_anchor_every_minus_one_frames(anchor_every):
     settings = CodingSettings(anchor_every=anchor_every)
     for lost in (1, 5, 6, 7, 30):
-        _, decoded, spoiled = stream(settings, 40, lose={lost}, ack_delay=3)
+        _, decoded, spoiled, _ = stream(settings, 40, lose={lost}, ack_delay=3)
         assert len(spoiled) <= anchor_every - 1, (lost, spoiled)
         assert all(lost < s <= lost + anchor_every - 1 for s in spoiled)
         assert len(decoded) + len(spoiled) == 39
-    # Random loss and reordering: still never more than G - 1 spoiled frames per lost one, and every decoded
-    # frame exactly as sent.
+    # Random loss and reordering: a message overtaken by a newer one is as good as lost (too late to be
+    # decoded); still never more than G - 1 spoiled frames per lost or overtaken one, and every decoded frame
+    # exactly as sent.
     lose = set(random.Random(anchor_every).sample(range(1, 200), 40))
-    sent, decoded, spoiled = stream(settings, 200, lose=lose, ack_delay=4, shuffle=2)
-    assert len(spoiled) <= (anchor_every - 1) * len(lose)
+    sent, decoded, spoiled, late = stream(settings, 200, lose=lose, ack_delay=4, shuffle=2)
+    assert late and len(spoiled) <= (anchor_every - 1) * (len(lose) + len(late))
     for seq, msg in decoded.items():
         want_kp, _ = dequantize(sent[seq].quantized, settings)
         assert np.array_equal(msg.keypoints, want_kp)
@@ -140,7 +144,7 @@ def test_a_lost_message_spoils_at_most_anchor_every_minus_one_frames(anchor_ever
 def test_sequence_numbers_and_capture_times_unwrap():
     """seq travels mod 2**16 and intra capture times mod 2**16 ms: both come back whole across the wrap."""
     settings = CodingSettings(anchor_every=1)
-    sent, decoded, spoiled = stream(settings, 40, lose=set(range(10, 25)), ack_delay=50, first_seq=65_520)
+    sent, decoded, spoiled, _ = stream(settings, 40, lose=set(range(10, 25)), ack_delay=50, first_seq=65_520)
     assert not spoiled and sorted(decoded) == [f.seq for i, f in enumerate(sent) if not 10 <= i < 25]
     assert max(decoded) == 65_559
     for seq, msg in decoded.items():
@@ -185,7 +189,8 @@ def test_garbage_never_crashes_the_decoder():
     rng = np.random.default_rng(0)
     dec = _decoder()
     for _ in range(300):
-        data = bytes([0x20 | int(rng.integers(0, 16))]) + rng.integers(0, 256, int(rng.integers(0, 60)), np.uint8).tobytes()
+        body = rng.integers(0, 256, int(rng.integers(0, 60)), np.uint8).tobytes()
+        data = bytes([0x20 | int(rng.integers(0, 16))]) + body
         try:
             dec.decode(data)
         except (WireError, MissingReference):
