@@ -34,7 +34,8 @@ CLEAN_ENDS = ("bye", "end of file", "interrupted")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m receiver", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--refs", required=True, help="folder of reference images of the sender's face")
+    ap.add_argument("--refs", required=True, help="folder of reference images of the sender's face (tps uses "
+                                                   "the one nearest each frame; iw attends over all, at most 8)")
     add_signaling_arguments(ap, "--input", "play a file written by sender --output instead")
     ap.add_argument("--record", metavar="OUT.mp4", help="record the rebuilt frames on the sender's clock")
     ap.add_argument("--display", action="store_true", help="show the rebuilt frames in a window")

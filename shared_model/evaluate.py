@@ -2,7 +2,7 @@
 
     python -m shared_model.evaluate --video FILE [--refs DIR] [--model NAME|PATH] [--out FILE.json] [--video-out FILE.mp4]
     python -m shared_model.evaluate --videos DIR --held-out [--model NAME|PATH] [--out FILE.json]
-    ... [--ref-frames N [--ref-seconds S]]
+    ... [--ref-frames N[,N...] [--ref-seconds S]]
 
 The clip is face-cropped once (the same crop as the training data); the reference is its first frame unless
 ``--refs`` gives reference images; every frame is rebuilt from that frame's keypoints. PSNR / SSIM / L1 are
@@ -11,6 +11,7 @@ frame itself (``frames`` counts them); ``baseline_*`` is the reference shown unc
 With ``--ref-frames N`` the references are N frames spread over the clip's first S seconds (default 1) and
 only the frames after those seconds are rebuilt and scored, so sets of 1, 2, 4, 8 references are compared on
 the same frames (``tps`` picks the reference nearest in keypoints per frame; ``iw`` attends over all of them).
+A list (``--ref-frames 1,2,4,8``) runs each set size in turn and prints a markdown table of the results.
 With ``--videos DIR --held-out`` every clip the model held out of training (listed in its weights) is
 evaluated and the means over clips are reported.
 """
@@ -137,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--videos", help="folder holding the clips named in the model's held-out list (with --held-out)")
     ap.add_argument("--held-out", action="store_true", help="with --videos: evaluate the model's held-out clips")
     ap.add_argument("--refs", help="folder of reference images (default: the clip's first frame)")
-    ap.add_argument("--ref-frames", type=int, help="use N frames from the clip's first seconds as the references")
+    ap.add_argument("--ref-frames", type=lambda v: [int(n) for n in v.split(",")], metavar="N[,N...]",
+                    help="use N frames from the clip's first seconds as the references (a list: one run per N)")
     ap.add_argument("--ref-seconds", type=float, default=1.0, help="with --ref-frames: the seconds they come from")
     ap.add_argument("--model", default=DEFAULT_MODEL, help="shipped model name or weights file")
     ap.add_argument("--out", help="JSON file to write")
@@ -149,19 +151,28 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--videos needs --held-out")
     if args.refs and args.ref_frames:
         ap.error("--refs and --ref-frames are two ways to give references: choose one")
+    if args.video_out and args.ref_frames and len(args.ref_frames) > 1:
+        ap.error("--video-out takes one --ref-frames count")
     device = pick_device(args.device)
     model = load_model(args.model, device)
-    if args.video:
-        summary = evaluate_video(model, args.video, args.refs, device, args.video_out, args.ref_frames, args.ref_seconds)
-    else:
-        summary = evaluate_held_out(model, args.videos, device, args.ref_frames, args.ref_seconds)
-    brief = {k: v for k, v in summary.items() if k not in ("per_frame", "per_clip")}
-    print(json.dumps(brief, indent=1))
+    runs = []
+    for count in args.ref_frames or [None]:
+        if args.video:
+            runs.append(evaluate_video(model, args.video, args.refs, device, args.video_out, count, args.ref_seconds))
+        else:
+            runs.append(evaluate_held_out(model, args.videos, device, count, args.ref_seconds))
+    summary = runs[0] if len(runs) == 1 else {"model": model.model_id, "by_references": runs}
+    for run in runs:
+        print(json.dumps({k: v for k, v in run.items() if k not in ("per_frame", "per_clip")}, indent=1))
+    if len(runs) > 1:
+        print(f"| references | {model.model_id} PSNR | SSIM | frozen reference PSNR | ms per frame |\n|---|---|---|---|---|")
+        for run in runs:
+            print(f"| {run['references']} | {run['psnr']:.2f} | {run['ssim']:.3f} | {run['baseline_psnr']:.2f} | "
+                  f"{run['ms_keypoints'] + run['ms_render']:.0f} |")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(summary, indent=1))
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -46,3 +46,14 @@ def test_shipped_weights_beat_the_frozen_reference(name, face_frames):
     margin = 1.0 if name == "tps" else 0.0
     assert summary["psnr"] > summary["baseline_psnr"] + margin, (summary["psnr"], summary["baseline_psnr"])
     assert summary["ssim"] > summary["baseline_ssim"]
+
+
+def test_evaluate_with_reference_sets_from_the_first_second(tmp_path, face_video, capsys):
+    """--ref-frames 1,2: references from the first second, the same later frames rebuilt for both counts."""
+    out = tmp_path / "sets.json"
+    assert main(["--video", face_video, "--ref-frames", "1,2", "--out", str(out), "--device", "cpu"]) == 0
+    runs = json.loads(out.read_text())["by_references"]
+    assert [r["references"] for r in runs] == [1, 2]
+    assert [r["reference_frames"] for r in runs] == [[0], [0, 24]]
+    assert all(r["first_rebuilt_frame"] == 25 and r["frames"] == 35 for r in runs)
+    assert "| 2 |" in capsys.readouterr().out

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from receiver.demo import run_call
+from shared_model.backend import Backend
+from shared_model.benchmark import benchmark
 from shared_model.config import ModelConfig
 from shared_model.crop import clip_crop
 from shared_model.data import prepare
@@ -148,3 +150,19 @@ def test_live_call_with_iw(tmp_path, face_frames):
     assert stats["frames_rendered"] >= 8, stats
     assert "iw" in (out / "receiver.log").read_text()
     assert json.loads((out / "stats.json").read_text())["frames_rendered"] == stats["frames_rendered"]
+
+
+def test_benchmark_counts_the_cost_of_each_added_reference(tmp_path, iw_config):
+    path = tmp_path / "iw.pt"
+    save_model(IWModel(iw_config), path, "tiny-iw")
+    rows = benchmark(str(path), torch.device("cpu"), repeats=1)["parts"]
+    per_frame = [row["gflops"] for name, row in rows.items() if name.startswith("receiver per frame")]
+    assert len(per_frame) == 4 and all(row["ms"] > 0 for row in rows.values())
+    assert per_frame == sorted(per_frame) and per_frame[-1] > per_frame[0]  # 1, 2, 4, 8 references
+
+
+def test_onnx_backend_refuses_iw_clearly(tmp_path, iw_config):
+    path = tmp_path / "iw.pt"
+    save_model(IWModel(iw_config), path, "tiny-iw")
+    with pytest.raises(ValueError, match="--backend torch"):
+        Backend(str(path), backend="onnx")
