@@ -8,7 +8,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 
 from shared_model.aio import unless_stopped
 from shared_model.records import CONTROL, read_records
@@ -49,12 +54,12 @@ async def receive_call(session: Session, opts: CallOptions, stop: asyncio.Event)
             keypoints, control = create_channels(pc)
             watch = ConnectionWatch(pc)
 
-            def _answer(reply: str | None) -> None:
-                if reply is not None and control.readyState == "open":
-                    control.send(reply)
+            def _answer(channel: RTCDataChannel, reply: str | bytes | None) -> None:
+                if reply is not None and channel.readyState == "open":
+                    channel.send(reply)
 
-            keypoints.on("message", lambda data: _answer(session.on_frame(data)))
-            control.on("message", lambda data: _answer(session.on_control(data)))
+            keypoints.on("message", lambda data: _answer(keypoints, session.on_frame(data)))
+            control.on("message", lambda data: _answer(control, session.on_control(data)))
 
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())

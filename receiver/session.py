@@ -4,7 +4,7 @@ Frame messages are decoded and checked on the event loop; the newest waits in a 
 rendered in a worker thread. A frame older than one already decoded is dropped undecoded, so the screen
 never goes back in time; between frames (and through losses) the last rendered frame stays on screen. A frame
 predicted from a lost one cannot be decoded (spoiled). The newest decoded frame is acknowledged to the sender
-(an ``ack`` control message, at most every ``ACK_INTERVAL_S``), so that its anchor frames refer only to
+(an ack on the keypoint channel, at most every ``ACK_INTERVAL_S``), so that its anchor frames refer only to
 frames this end holds.
 """
 from __future__ import annotations
@@ -30,6 +30,7 @@ from shared_model.wire import (
     WireRefused,
     check_hello,
     decode_control,
+    encode_ack,
     encode_control,
 )
 
@@ -138,7 +139,7 @@ class Session:
         self._newest_seq = frame.seq
         return frame
 
-    def on_frame(self, data: str | bytes) -> str | None:
+    def on_frame(self, data: str | bytes) -> bytes | None:
         """Network path: keep only the newest frame for the renderer; returns an ack to send, when one is due."""
         frame = self.check_frame(data)
         if frame is None:
@@ -149,7 +150,7 @@ class Session:
         if frame.ref_seq is not None and now - self._last_ack < ACK_INTERVAL_S:
             return None
         self._last_ack = now
-        return encode_control("ack", seq=frame.seq)
+        return encode_ack(frame.seq)
 
     # --- rendering ---
 

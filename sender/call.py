@@ -12,15 +12,27 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 
 from shared_model.aio import LatestSlot, unless_stopped
-from shared_model.rtc import ConnectionWatch, DatagramTap, Impairment, create_channels, wait_open, wire_rates
+from shared_model.rtc import (
+    ConnectionWatch,
+    DatagramTap,
+    Impairment,
+    create_channels,
+    wait_open,
+    wire_rates,
+)
 from shared_model.video import VideoError
-from shared_model.wire import WireError, ack_seq, decode_control, encode_control
+from shared_model.wire import WireError, decode_ack, decode_control, encode_control
 from signaling.client import SignalingClient
 
 from .capture import Captured, FrameSource
@@ -38,7 +50,7 @@ class CallOptions:
     signaling: str
     room: str
     rtc: RTCConfiguration
-    impairment: Impairment = Impairment()
+    impairment: Impairment = field(default_factory=Impairment)
     stats_interval: float = 2.0
 
 
@@ -47,26 +59,17 @@ class CallRefused(RuntimeError):
 
 
 class ControlInbox:
-    """Decoded control messages from the receiver; malformed ones are logged and dropped. Acks go straight to
-    ``on_ack`` (once set) instead of the queue."""
+    """Decoded control messages from the receiver; malformed ones are logged and dropped."""
 
     def __init__(self, channel: RTCDataChannel) -> None:
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.on_ack: Callable[[int], None] | None = None
         channel.on("message", self._on_message)
 
     def _on_message(self, data: str | bytes) -> None:
         try:
-            msg = decode_control(data)
+            self.queue.put_nowait(decode_control(data))
         except WireError as exc:
             log.warning("dropped a control message: %s", exc)
-            return
-        if msg["type"] != "ack":
-            self.queue.put_nowait(msg)
-        elif (seq := ack_seq(msg)) is None:
-            log.warning("dropped an ack without a sequence number: %s", msg)
-        elif self.on_ack is not None:
-            self.on_ack(seq)
 
     async def next(self, *kinds: str) -> dict[str, Any]:
         while True:
@@ -74,6 +77,17 @@ class ControlInbox:
             if msg["type"] in kinds:
                 return msg
             log.debug("ignored control message %s", msg["type"])
+
+
+def take_acks(keypoints: RTCDataChannel, acknowledge: Callable[[int], None]) -> None:
+    """Pass the receiver's acks (on the keypoint channel) to ``acknowledge``; anything else is logged and dropped."""
+
+    @keypoints.on("message")
+    def _on_message(data: str | bytes) -> None:
+        try:
+            acknowledge(decode_ack(data))
+        except WireError as exc:
+            log.warning("dropped a message on the keypoint channel: %s", exc)
 
 
 class Streamer:
@@ -173,7 +187,7 @@ async def _call(pc: RTCPeerConnection, sig: SignalingClient, source: FrameSource
     call = await open_call(pc, sig, stop)
     keypoints, control, inbox, watch, tap = call.keypoints, call.control, call.inbox, call.watch, call.tap
     tap.impair(opts.impairment)
-    inbox.on_ack = pipeline.acknowledge
+    take_acks(keypoints, pipeline.acknowledge)
     control.send(encode_control("hello", **pipeline.hello()))
     try:
         reply = await asyncio.wait_for(inbox.next("accept", "refuse"), REPLY_TIMEOUT_S)

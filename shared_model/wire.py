@@ -8,9 +8,10 @@ agreed once, in the hello on the reliable control channel; a frame message repea
     bytes 3-    the range-coded frame (shared_model.keycoding): capture time, keypoints, strengths
 
 A predicted frame refers to an earlier frame by its distance d <= 15 in sequence numbers. Anchor frames (every
-``anchor_every``-th sent) refer only to frames the receiver has acknowledged (``ack`` control messages, at most
-every ``ACK_INTERVAL_S``), the frames between to the frame sent just before: a lost message spoils at most
-``anchor_every - 1`` later frames. Decoding is strict: any deviation is a ``WireError``; a message of another
+``anchor_every``-th sent) refer only to frames the receiver has acknowledged, the frames between to the frame
+sent just before: a lost message spoils at most ``anchor_every - 1`` later frames. Acks travel the other way on
+the keypoint channel (5 bytes: ``0x20``, then the newest decoded seq as a little-endian uint32), at most every
+``ACK_INTERVAL_S``: a lost ack is simply superseded by the next one. Decoding is strict: any deviation is a ``WireError``; a message of another
 wire version (v1 included) or before an accepted hello is a ``WireRefused`` (a subclass); a frame whose
 reference this end does not hold (lost) is a ``MissingReference``. See docs/wire-format.md.
 """
@@ -50,6 +51,7 @@ MAX_DISTANCE = 15
 #: The receiver acknowledges the newest frame it decoded at most this often (and after every intra frame).
 ACK_INTERVAL_S = 0.1
 _HEADER = struct.Struct("<BH")
+_ACK = struct.Struct("<BI")
 _SEQ_WRAP = 2**16
 
 
@@ -244,10 +246,22 @@ class FrameDecoder:
                             None if ref is None else seq - distance)
 
 
+def encode_ack(seq: int) -> bytes:
+    """The receiver's ack of the newest frame it decoded (sent back on the keypoint channel)."""
+    return _ACK.pack(WIRE_VERSION << 4, seq)
+
+
+def decode_ack(data: bytes | str) -> int:
+    """The sequence number an ack message acknowledges; WireError when it is not one."""
+    if not (isinstance(data, bytes) and len(data) == _ACK.size and data[0] == WIRE_VERSION << 4):
+        raise WireError(f"not an ack message: {data[:8]!r}")
+    return _ACK.unpack(data)[1]
+
+
 # --- control messages (JSON text on the reliable channel) ---
 
-#: Control message types and who sends them: hello/stats (sender), accept/refuse/ack (receiver), bye (both).
-CONTROL_TYPES = frozenset({"hello", "accept", "refuse", "ack", "stats", "bye"})
+#: Control message types and who sends them: hello/stats (sender), accept/refuse (receiver), bye (both).
+CONTROL_TYPES = frozenset({"hello", "accept", "refuse", "stats", "bye"})
 
 
 def encode_control(kind: str, **fields: Any) -> str:
@@ -269,12 +283,6 @@ def decode_control(data: str | bytes) -> dict[str, Any]:
     if not isinstance(msg, dict) or msg.get("type") not in CONTROL_TYPES:
         raise WireError(f"control message without a known type: {str(data)[:80]!r}")
     return msg
-
-
-def ack_seq(msg: dict[str, Any]) -> int | None:
-    """The sequence number an ``ack`` acknowledges, or None when it holds none."""
-    seq = msg.get("seq")
-    return seq if _is_int(seq) and 0 <= seq <= MAX_SEQ else None
 
 
 def hello_fields(identity: ModelIdentity, resolution: int, fps: float, crop: list[int] | None,

@@ -17,9 +17,10 @@ from shared_model.wire import (
     ModelIdentity,
     WireError,
     WireRefused,
-    ack_seq,
     check_hello,
+    decode_ack,
     decode_control,
+    encode_ack,
     encode_control,
 )
 
@@ -228,8 +229,10 @@ def test_control_messages_and_hello_checks():
     assert "kp_step" in check_hello({**hello, "coding": {**hello["coding"], "kp_step": 0.9}}, ID, 128)
     assert "anchor_every" in check_hello({**hello, "coding": {**hello["coding"], "anchor_every": 0}}, ID, 128)
     assert "coding settings" in check_hello({**hello, "coding": None}, ID, 128)
-    assert ack_seq(decode_control(encode_control("ack", seq=7))) == 7
-    assert ack_seq({"type": "ack", "seq": True}) is None and ack_seq({"type": "ack"}) is None
+    assert decode_ack(encode_ack(7)) == 7 and len(encode_ack(2**32 - 1)) == 5
+    for bad in (b"", "ack", encode_ack(7)[:4], encode_ack(7) + b"\x00", b"\x21" + encode_ack(7)[1:]):
+        with pytest.raises(WireError):
+            decode_ack(bad)
     for bad in (b"{}", "not json", json.dumps({"type": "shout"}), json.dumps([1]), "x" * 20000):
         with pytest.raises(WireError):
             decode_control(bad)
