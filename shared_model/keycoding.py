@@ -58,7 +58,8 @@ class CodingSettings:
 
     def problem(self) -> str | None:
         """Why these settings are unusable, or None."""
-        for name, value, lo, hi in (("kp_step", self.kp_step, 1 / 4096, 1 / 4), ("st_step", self.st_step, 1 / 1024, 1 / 2)):
+        limits = (("kp_step", self.kp_step, 1 / 4096, 1 / 4), ("st_step", self.st_step, 1 / 1024, 1 / 2))
+        for name, value, lo, hi in limits:
             if not (isinstance(value, float) and lo <= value <= hi):
                 return f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}"
         if not (type(self.anchor_every) is int and 1 <= self.anchor_every <= 64):
