@@ -23,6 +23,7 @@ from .blocks import Down, Hourglass
 from .config import ModelConfig
 from .dense_motion import keypoint_heatmaps
 from .generator import Decoder, SourceEncoder
+from .references import keypoint_distance
 
 
 def positional_encoding(size: int, dim: int) -> torch.Tensor:
@@ -76,6 +77,8 @@ class ReferenceSet:
     keys: torch.Tensor  # (B, R*G*G, dim)
     values: torch.Tensor  # (B, R*G*G, value_dim)
     pixels: torch.Tensor  # (B, R*G*G, 3 * (resolution / G)^2)
+    kp: torch.Tensor  # (B, R, P, 2): the references' keypoints, for the reference prior
+    strength: torch.Tensor  # (B, R, P)
 
     @property
     def count(self) -> int:
@@ -120,6 +123,8 @@ class IWGenerator(nn.Module):
         self.register_buffer("position", positional_encoding(g, d), persistent=False)
         # Large enough at the start that each location attends to the same place in the reference.
         self.position_scale = nn.Parameter(torch.tensor(2.0))
+        # Reference prior: every token of a reference loses exp(this) x its keypoint distance to the frame.
+        self.reference_prior = nn.Parameter(torch.tensor(math.log(20.0)))
 
     def prepare(self, refs: torch.Tensor, kp: torch.Tensor, strength: torch.Tensor) -> ReferenceSet:
         """References (B, R, 3, H, W) with keypoints (B, R, P, 2) and strengths (B, R, P) to one token set."""
@@ -132,7 +137,7 @@ class IWGenerator(nn.Module):
         pixels = F.pixel_unshuffle(flat, self.pixel_patch)
         tokens = lambda t: t.flatten(2).transpose(1, 2).reshape(b, r * self.grid**2, -1)
         keys = (keys + self.position_scale * self.position).reshape(b, r * self.grid**2, -1)
-        return ReferenceSet(keys, tokens(values), tokens(pixels))
+        return ReferenceSet(keys, tokens(values), tokens(pixels), kp, strength)
 
     def forward(self, refs: ReferenceSet, kp_drv: torch.Tensor, str_drv: torch.Tensor,
                 token_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -143,6 +148,9 @@ class IWGenerator(nn.Module):
         q = self.query_net(self.kp_map(kp_drv, str_drv)) + self.position_scale * self.position
         keys = torch.cat([refs.keys, self.extra_keys.expand(b, -1, -1)], 1)
         logits = q @ keys.transpose(1, 2) / math.sqrt(q.shape[-1])
+        distance = keypoint_distance(refs.kp, refs.strength, kp_drv[:, None], str_drv[:, None])[:, 0]  # (B, R)
+        prior = -self.reference_prior.exp() * distance.repeat_interleave(self.grid**2, dim=1)
+        logits = logits + torch.cat([prior, prior.new_zeros(b, self.cfg.iw_extra_kv)], 1)[:, None, :]
         if token_mask is None and self.training and self.cfg.iw_kv_dropout > 0:
             token_mask = torch.rand(b, refs.count, device=q.device) >= self.cfg.iw_kv_dropout
         if token_mask is not None:

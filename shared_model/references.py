@@ -40,9 +40,10 @@ def load_reference_images(folder: str | Path, resolution: int) -> list[tuple[str
 
 
 def keypoint_distance(kp_refs: torch.Tensor, str_refs: torch.Tensor, kp: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
-    """Strength-weighted mean distance between each reference's keypoints (R, P, 2) and a frame's (P, 2)."""
-    w = str_refs * strength[None]
-    d = (kp_refs - kp[None]).norm(dim=-1)
+    """Strength-weighted mean distance between each reference's keypoints (..., R, P, 2) and a frame's
+    (..., P, 2): (..., R)."""
+    w = str_refs * strength.unsqueeze(-2)
+    d = (kp_refs - kp.unsqueeze(-3)).norm(dim=-1)
     return (d * w).sum(-1) / w.sum(-1).clamp(min=1e-6)
 
 

@@ -94,17 +94,14 @@ def validate(model: CodecModel, src: torch.Tensor, drv: torch.Tensor, device: to
 
 
 def init_model(init: str, kind: str, resolution: int) -> CodecModel:
-    """Start from trained weights: the same generator (fine-tuning), or the other generator's detector,
-    encoder and decoder (an ``iw`` model started from ``tps`` weights)."""
+    """Start from trained weights: every tensor of the same name and shape is copied, so the same generator
+    is fine-tuned, and an ``iw`` model can start from ``tps`` weights (detector, encoder, decoder)."""
     base = load_model(init)
     if base.cfg.resolution != resolution:
         raise ValueError(f"--init model is {base.cfg.resolution} px, data is {resolution} px")
-    if base.kind == kind:
-        model = base
-    else:
-        model = build_model(replace(base.cfg, generator=kind))
-        copied = copy_matching(model, base.state_dict())
-        log.info("started %s from %s: %d of %d tensors copied", kind, init, copied, len(model.state_dict()))
+    model = build_model(replace(base.cfg, generator=kind))
+    copied = copy_matching(model, base.state_dict())
+    log.info("started %s from %s: %d of %d tensors copied", kind, init, copied, len(model.state_dict()))
     model.meta = {"init": str(init)}
     return model
 

@@ -166,3 +166,19 @@ def test_onnx_backend_refuses_iw_clearly(tmp_path, iw_config):
     save_model(IWModel(iw_config), path, "tiny-iw")
     with pytest.raises(ValueError, match="--backend torch"):
         Backend(str(path), backend="onnx")
+
+
+@torch.no_grad()
+def test_reference_prior_favours_the_reference_nearest_in_keypoints(iw_config):
+    """Two identical pictures, one carrying the frame's own keypoints, the other keypoints moved away: the
+    near one takes most of the attention."""
+    model = IWModel(iw_config).eval()
+    torch.manual_seed(3)
+    image = torch.rand(1, 1, 3, 64, 64).expand(1, 2, -1, -1, -1)
+    kp = torch.rand(1, iw_config.num_keypoints, 2) * 1.2 - 0.6
+    strength = torch.ones(1, iw_config.num_keypoints)
+    refs = model.generator.prepare(image, torch.stack([kp, kp + 0.3], 1), strength[:, None].expand(1, 2, -1))
+    attn = model.generator(refs, kp, strength)["attention"]
+    tokens = model.generator.grid ** 2
+    near, far = attn[..., :tokens].sum(-1).mean(), attn[..., tokens:2 * tokens].sum(-1).mean()
+    assert near > 0.9 and far < 0.1, (near, far)
