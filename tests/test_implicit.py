@@ -118,36 +118,38 @@ def test_renderer_thins_a_large_reference_set(iw_config, caplog):
 
 
 def test_shipped_iw_gets_better_with_more_references(face_frames):
-    """The trained weights, on the generated face: four references beat one on the same rebuilt frames."""
+    """The trained weights, on the generated face: four references spread over the clip beat one, on the
+    same rebuilt frames (none of them a reference)."""
     model = load_model("iw")
     assert model.kind == "iw" and model.meta["steps"] > 0
     res = model.cfg.resolution
     crop = clip_crop(face_frames)
     frames = np.stack([crop.apply(f, res) for f in face_frames])
-    truth = frames[20:]
-
-    def mean_psnr(refs: list[np.ndarray]) -> float:
-        renderer = Renderer(model, refs)
+    truth = frames[[i for i in range(len(frames)) if i % 5]]
+    with torch.no_grad():
         kps = [model.detector(torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255) for f in truth]
-        return float(np.mean([cv2.PSNR(f, renderer.render(k[0][0].detach().numpy(), s[0].detach().numpy())[0])
+
+    def mean_psnr(refs: list[int]) -> float:
+        renderer = Renderer(model, [frames[i] for i in refs])
+        return float(np.mean([cv2.PSNR(f, renderer.render(k[0].numpy(), s[0].numpy())[0])
                               for f, (k, s) in zip(truth, kps)]))
 
-    one, four = mean_psnr([frames[0]]), mean_psnr([frames[i] for i in (0, 6, 12, 18)])
-    assert four > one, (one, four)
+    one, four = mean_psnr([0]), mean_psnr([0, 15, 30, 45])
+    assert four > one + 0.5, (one, four)
 
 
 def test_live_call_with_iw(tmp_path, face_frames):
     """Three real processes (signaling, sender, receiver) on loopback with ``--model iw`` and three references."""
     video = tmp_path / "clip.mp4"
-    write_video(video, face_frames[:30], 25.0)
+    write_video(video, face_frames[:50], 25.0)
     refs = tmp_path / "refs"
     refs.mkdir()
     for i in (0, 10, 20):
         cv2.imwrite(str(refs / f"ref_{i:02d}.png"), cv2.cvtColor(face_frames[i], cv2.COLOR_RGB2BGR))
     out = tmp_path / "call"
     out.mkdir()
-    stats = run_call(video, refs, out, "iw", fps=10.0, threads=1)
-    assert stats["frames_rendered"] >= 8, stats
+    stats = run_call(video, refs, out, "iw", fps=5.0, threads=1)
+    assert stats["frames_received"] == 10 and stats["frames_rendered"] >= 8, stats
     assert "iw" in (out / "receiver.log").read_text()
     assert json.loads((out / "stats.json").read_text())["frames_rendered"] == stats["frames_rendered"]
 
