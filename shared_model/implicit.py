@@ -72,17 +72,15 @@ class TokenNet(nn.Module):
 
 @dataclass
 class ReferenceSet:
-    """Every reference token of a set, computed once per set: keys (with position), values, pixels."""
+    """Every token of a set, computed once per set: keys (with position), values and pixels of the
+    ``count`` reference tokens, followed by the learned extra pairs."""
 
-    keys: torch.Tensor  # (B, R*G*G, dim)
-    values: torch.Tensor  # (B, R*G*G, value_dim)
-    pixels: torch.Tensor  # (B, R*G*G, 3 * (resolution / G)^2)
+    keys: torch.Tensor  # (B, count + extra, dim)
+    values: torch.Tensor  # (B, count + extra, value_dim)
+    pixels: torch.Tensor  # (B, count + extra, 3 * (resolution / G)^2)
     kp: torch.Tensor  # (B, R, P, 2): the references' keypoints, for the reference prior
     strength: torch.Tensor  # (B, R, P)
-
-    @property
-    def count(self) -> int:
-        return self.keys.shape[1]
+    count: int  # reference tokens: R * G * G
 
 
 class IWGenerator(nn.Module):
@@ -135,9 +133,12 @@ class IWGenerator(nn.Module):
         feats = self.encoder(flat)
         values = torch.cat([F.pixel_unshuffle(feats[i], p) if p > 1 else feats[i] for i, p in self.value_levels], 1)
         pixels = F.pixel_unshuffle(flat, self.pixel_patch)
-        tokens = lambda t: t.flatten(2).transpose(1, 2).reshape(b, r * self.grid**2, -1)
-        keys = (keys + self.position_scale * self.position).reshape(b, r * self.grid**2, -1)
-        return ReferenceSet(keys, tokens(values), tokens(pixels), kp, strength)
+        count = r * self.grid**2
+        with_extra = lambda t, extra: torch.cat([t.reshape(b, count, -1), extra.expand(b, -1, -1)], 1)
+        keys = with_extra(keys + self.position_scale * self.position, self.extra_keys)
+        values = with_extra(values.flatten(2).transpose(1, 2), self.extra_values)
+        pixels = with_extra(pixels.flatten(2).transpose(1, 2), self.extra_pixels)
+        return ReferenceSet(keys, values, pixels, kp, strength, count)
 
     def forward(self, refs: ReferenceSet, kp_drv: torch.Tensor, str_drv: torch.Tensor,
                 token_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -146,8 +147,7 @@ class IWGenerator(nn.Module):
         attention (B, G*G, refs.count + extra)."""
         b = kp_drv.shape[0]
         q = self.query_net(self.kp_map(kp_drv, str_drv)) + self.position_scale * self.position
-        keys = torch.cat([refs.keys, self.extra_keys.expand(b, -1, -1)], 1)
-        logits = q @ keys.transpose(1, 2) / math.sqrt(q.shape[-1])
+        logits = q @ refs.keys.transpose(1, 2) / math.sqrt(q.shape[-1])
         distance = keypoint_distance(refs.kp, refs.strength, kp_drv[:, None], str_drv[:, None])[:, 0]  # (B, R)
         prior = -self.reference_prior.exp() * distance.repeat_interleave(self.grid**2, dim=1)
         logits = logits + torch.cat([prior, prior.new_zeros(b, self.cfg.iw_extra_kv)], 1)[:, None, :]
@@ -157,9 +157,8 @@ class IWGenerator(nn.Module):
             hidden = torch.cat([~token_mask, token_mask.new_zeros(b, self.cfg.iw_extra_kv)], 1)
             logits = logits.masked_fill(hidden[:, None, :], float("-inf"))
         attn = torch.softmax(logits, dim=-1)
-        values = attn @ torch.cat([refs.values, self.extra_values.expand(b, -1, -1)], 1)
-        pixels = attn @ torch.cat([refs.pixels, self.extra_pixels.expand(b, -1, -1)], 1)
-        values = values + self.residual(torch.cat([pixels, attn @ keys, q], -1))
+        pixels = attn @ refs.pixels
+        values = attn @ refs.values + self.residual(torch.cat([pixels, attn @ refs.keys, q], -1))
         x = self.decoder.features(self.pyramid(values))
         attended = F.pixel_shuffle(pixels.transpose(1, 2).reshape(b, -1, self.grid, self.grid), self.pixel_patch)
         mask = torch.sigmoid(self.mask(x))
