@@ -43,6 +43,14 @@ class CodecModel(nn.Module):
         """Short hash of the weights: both ends of a call must hold the same."""
         return self.meta.get("version", "0")
 
+    def frame_losses(self, prediction: torch.Tensor, driving: torch.Tensor, kp_drv: torch.Tensor,
+                     weights: LossWeights) -> dict[str, torch.Tensor]:
+        """The loss terms both generators share: reconstruction, and equivariance of the keypoints."""
+        losses = reconstruction_loss(prediction, driving, weights)
+        if weights.equivariance:
+            losses["equivariance"] = weights.equivariance * self.equivariance_loss(driving, kp_drv)
+        return losses
+
     def equivariance_loss(self, driving: torch.Tensor, kp_drv: torch.Tensor) -> torch.Tensor:
         """Keypoints of a randomly TPS-warped frame, mapped back, must land on the frame's keypoints."""
         tps = RandomTPS(driving.shape[0], device=driving.device)
@@ -71,9 +79,7 @@ class TPSModel(CodecModel):
         kp_s, st_s = self.detector(source)
         kp_d, st_d = self.detector(driving)
         out = self.generator(source, kp_s, st_s, kp_d, st_d)
-        losses = reconstruction_loss(out["prediction"], driving, weights)
-        if weights.equivariance:
-            losses["equivariance"] = weights.equivariance * self.equivariance_loss(driving, kp_d)
+        losses = self.frame_losses(out["prediction"], driving, kp_d, weights)
         if weights.warp:
             drv_feats = self.generator.encoder(driving)
             occ = out["occlusion"]
@@ -107,10 +113,7 @@ class IWModel(CodecModel):
     def training_losses(self, source: torch.Tensor, driving: torch.Tensor,
                         weights: LossWeights) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         out, kp_d = self.forward_set(source, driving)
-        losses = reconstruction_loss(out["prediction"], driving, weights)
-        if weights.equivariance:
-            losses["equivariance"] = weights.equivariance * self.equivariance_loss(driving, kp_d)
-        return losses, out["prediction"]
+        return self.frame_losses(out["prediction"], driving, kp_d, weights), out["prediction"]
 
 
 MODEL_CLASSES: dict[str, type[CodecModel]] = {"tps": TPSModel, "iw": IWModel}
