@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from .crop import NoFaceError, clip_crop
@@ -89,14 +90,24 @@ class FrameCache:
 
 
 class PairSampler:
-    """Random (source, driving) pairs from the same clip, with identical augmentation on both frames."""
+    """Random (source, driving) pairs from the same clip, with identical augmentation on both frames.
 
-    def __init__(self, cache: FrameCache, clips: list[dict], augment: bool = True, seed: int = 0) -> None:
+    ``crop_jitter`` > 0 also re-frames each sample: both frames are cut from a random square covering
+    ``1 - crop_jitter`` to all of the cached crop (the same cut for the sample's sources and driving frame, so
+    the motion between them is unchanged), and resized back; this varies the face's size and position that
+    33 training clips otherwise fix, against over-fitting.
+    """
+
+    def __init__(self, cache: FrameCache, clips: list[dict], augment: bool = True, seed: int = 0,
+                 crop_jitter: float = 0.0) -> None:
         if not clips:
             raise ValueError("no clips to sample from")
+        if not 0.0 <= crop_jitter < 0.5:
+            raise ValueError("crop_jitter must be in [0, 0.5)")
         self.cache = cache
         self.clips = clips
         self.augment = augment
+        self.crop_jitter = crop_jitter
         self.rng = np.random.default_rng(seed)
         lengths = np.array([c["length"] for c in clips], dtype=float)
         self.weights = lengths / lengths.sum()
@@ -128,7 +139,24 @@ class PairSampler:
         s[flip], d[flip] = s[flip].flip(-1), d[flip].flip(-1)
         gain = torch.from_numpy(self.rng.uniform(0.8, 1.2, (b, 3, 1, 1))).float()
         bias = torch.from_numpy(self.rng.uniform(-0.08, 0.08, (b, 1, 1, 1))).float()
-        return (s * gain[:, None] + bias[:, None]).clamp(0, 1), (d * gain + bias).clamp(0, 1)
+        s, d = (s * gain[:, None] + bias[:, None]).clamp(0, 1), (d * gain + bias).clamp(0, 1)
+        if self.crop_jitter > 0:
+            s, d = self._reframe(s, d)
+        return s, d
+
+    def _reframe(self, s: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One random square cut per sample, applied to its sources and driving frame alike."""
+        b, r = s.shape[:2]
+        scale = self.rng.uniform(1.0 - self.crop_jitter, 1.0, b)
+        shift = self.rng.uniform(-1.0, 1.0, (b, 2)) * (1.0 - scale)[:, None]
+        theta = torch.zeros(b, 2, 3)
+        theta[:, 0, 0] = theta[:, 1, 1] = torch.from_numpy(scale).float()
+        theta[:, :, 2] = torch.from_numpy(shift).float()
+        frames = torch.cat([s, d[:, None]], 1).flatten(0, 1)
+        grid = F.affine_grid(theta.repeat_interleave(r + 1, 0), list(frames.shape), align_corners=False)
+        out = F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        out = out.unflatten(0, (b, r + 1))
+        return out[:, :r].contiguous(), out[:, r].contiguous()
 
 
 def main(argv: list[str] | None = None) -> int:

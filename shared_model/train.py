@@ -51,6 +51,7 @@ class TrainOptions:
     dropout_until: float = 0.2  # TPS dropout during this share of the steps
     threads: int | None = None
     max_refs: int = 4  # iw: each batch takes a set of 1..max_refs references per sample
+    crop_jitter: float = 0.0  # re-frame each training sample by up to this share of the crop (see PairSampler)
 
 
 def load_caches(paths: list[str]) -> list[tuple[FrameCache, list[dict], list[dict]]]:
@@ -145,7 +146,7 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
         opt.load_state_dict(ckpt["optimizer"])
         step, elapsed, history = ckpt["step"], ckpt["elapsed"], ckpt["history"]
         log.info("resumed from %s at step %d", ckpt_path, step)
-    samplers = [PairSampler(cache, train_clips, seed=opts.seed + step + i) for i, (cache, train_clips, _) in enumerate(caches)]
+    samplers = [PairSampler(cache, train_clips, seed=opts.seed + step + i, crop_jitter=opts.crop_jitter) for i, (cache, train_clips, _) in enumerate(caches)]
     val_src, val_drv = validation_pairs(caches, opts.val_pairs)
     held_names = [c["name"] for _, _, held in caches for c in held]
 
@@ -225,7 +226,7 @@ def parse_args(argv: list[str] | None) -> TrainOptions:
     ap.add_argument("--init", help="start from these weights (shipped name or file): fine-tuning")
     for name in ("steps", "stop_at", "batch", "seed", "val_every", "val_pairs", "save_every", "threads", "max_refs"):
         ap.add_argument("--" + name.replace("_", "-"), type=int)
-    for name in ("lr", "time_limit_min", "dropout_until"):
+    for name in ("lr", "time_limit_min", "dropout_until", "crop_jitter"):
         ap.add_argument("--" + name.replace("_", "-"), type=float)
     ap.add_argument("--device", choices=["auto", "cuda", "cpu"])
     args = ap.parse_args(argv)

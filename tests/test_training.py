@@ -27,6 +27,22 @@ def test_cache_holds_cropped_frames(cache, face_frames):
     assert src.shape == drv.shape == (4, 3, 64, 64) and 0 <= src.min() and src.max() <= 1
 
 
+def test_crop_jitter_reframes_sources_and_driving_alike(cache):
+    fc = FrameCache.load(cache)
+    sampler = PairSampler(fc, fc.split(held_out=False), seed=0, crop_jitter=0.3)
+    ramp = torch.linspace(0, 1, 64).expand(6, 3, 64, 64).clone()  # brightness = x position
+    sources, driving = sampler._reframe(torch.stack([ramp, ramp], 1), ramp.clone())
+    assert torch.equal(sources[:, 0], driving) and torch.equal(sources[:, 1], driving)
+    # Each sample is a zoomed-in cut (a narrower span of the ramp), at least 70 % of the crop, and the cuts differ.
+    span = driving[:, 0, 32, -1] - driving[:, 0, 32, 0]
+    assert (span < 0.99).all() and (span > 0.65).all(), span
+    assert span.std() > 0.01
+    with pytest.raises(ValueError):
+        PairSampler(fc, fc.split(held_out=False), crop_jitter=0.6)
+    src, drv = sampler.sample(4)
+    assert src.shape == drv.shape == (4, 3, 64, 64) and 0 <= src.min() and src.max() <= 1
+
+
 def test_short_training_lowers_the_loss_and_resumes(cache, tmp_path, small_config):
     torch.manual_seed(0)
     opts = TrainOptions(data=[str(cache)], out=str(tmp_path / "run"), steps=60, batch=4, lr=1e-3,
