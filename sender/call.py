@@ -42,7 +42,10 @@ log = logging.getLogger(__name__)
 
 SETUP_TIMEOUT_S = 30.0
 REPLY_TIMEOUT_S = 15.0
-BYE_TIMEOUT_S = 3.0
+#: How long the sender waits for the receiver's answering bye. The control channel is reliable SCTP, whose
+#: retransmissions back off from a 1 s timeout (tries at about 0, 1, 3 and 7 s): under heavy loss the bye
+#: or its answer can need several of them, so the wait covers four tries. It ends early if the peer goes.
+BYE_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -223,9 +226,13 @@ async def _call(pc: RTCPeerConnection, sig: SignalingClient, source: FrameSource
         send_stats()
         control.send(encode_control("bye", reason=reason, last_seq=streamer.last_seq))
         if reason != "receiver hung up":
-            try:  # the receiver answers bye once it has read everything before it
-                await asyncio.wait_for(inbox.next("bye"), BYE_TIMEOUT_S)
-            except TimeoutError:
+            # The receiver answers bye once it has read everything before it.
+            ends = [asyncio.ensure_future(inbox.next("bye")), asyncio.ensure_future(watch.ended.wait()),
+                    asyncio.ensure_future(sig.wait_gone())]
+            done, pending = await asyncio.wait(ends, timeout=BYE_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            if ends[0] not in done:
                 log.warning("no bye from the receiver within %.0f s", BYE_TIMEOUT_S)
     rates = wire_rates(start, tap.counts())
     log.info("sent %s; wire %s kbps out, %s kbps in; %d datagrams dropped by --impair-loss",

@@ -142,13 +142,13 @@ def test_three_processes_end_to_end(tmp_path, clip, refs):
 
 async def test_call_survives_20_percent_loss(tmp_path, signaling_url, clip, refs, tiny):
     record, stats_path = tmp_path / "call.mp4", tmp_path / "stats.json"
-    # Seed 63 never drops 3 datagrams in a row early on: the sender's bye (re-sent every second) always arrives
-    # within the 3 s the sender waits for the receiver's answer, so both ends close cleanly.
+    # A lost bye is re-sent by SCTP (after about 1, 2, 4 s); the sender's wait for the answering bye covers
+    # four tries, so a clean close does not hinge on the impairment seed (three drops in a row is 1 in 125).
     recv_rc, send_rc = await in_process_call(
         ["--refs", str(refs), "--model", str(tiny["tiny"]), "--signaling", signaling_url, "--room", "lossy",
          "--record", str(record), "--stats-out", str(stats_path)],
         ["--source", str(clip[0]), "--model", str(tiny["tiny"]), "--signaling", signaling_url, "--room", "lossy",
-         "--impair-loss", "0.2", "--impair-seed", "63"])
+         "--impair-loss", "0.2", "--impair-seed", "1"])
     assert (recv_rc, send_rc) == (0, 0)
     stats = json.loads(stats_path.read_text())
     assert stats["end_reason"] == "bye" and stats["frames_expected"] == FRAMES
