@@ -2,8 +2,8 @@
 bitrates, on the same face-cropped frames (``shared_model.evaluate.load_clip``: the clip's one fixed crop at
 the model's resolution).
 
-Every point is cached as ``OUT/points/NAME.json`` (with a fingerprint of clip, model and options), so a run
-that stops resumes where it was. Rates are quoted at 25 frames a second (bits per source frame x 25 / 1000),
+Every point is cached as ``OUT/points/NAME.json`` with a fingerprint of clip, model and options (the
+baselines' leaves the model out, so a new model reuses them), and a run that stops resumes where it was. Rates are quoted at 25 frames a second (bits per source frame x 25 / 1000),
 steady (first message or keyframe left out) and amortised over the clip (first message or keyframe, and for
 the keypoint codec the reference images as JPEG, included). Quality is averaged over the scored frames: every
 frame but the first when the first frame is the reference, as in ``shared_model.evaluate``.
@@ -100,20 +100,24 @@ class ClipRun:
     def __init__(self, clip: Clip, model_name: str, out: Path, opts: Options) -> None:
         self.clip, self.out, self.opts = clip, out, opts
         self.model = load_model(model_name)
+        # Baseline points depend on the clip and the encoders only, so they survive a change of model.
+        self.baseline_fingerprint = f"{clip.fingerprint}-threads{opts.threads}"
         self.fingerprint = (f"{clip.fingerprint}-{self.model.model_id}-{self.model.version}-"
                             f"{opts.ack_delay_ms}-{opts.anchor_every}")
         (out / "points").mkdir(parents=True, exist_ok=True)
         self._renderer: Renderer | None = None
         self._keypoints: tuple[np.ndarray, np.ndarray] | None = None
 
-    def cached(self, name: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def cached(self, name: str, compute: Callable[[], dict[str, Any]], fingerprint: str | None = None) -> dict[str, Any]:
+        """The point ``name`` from the cache if it was made with the same fingerprint, else computed and kept."""
+        fingerprint = fingerprint or self.fingerprint
         path = self.out / "points" / f"{name}.json"
         if path.is_file():
             point = json.loads(path.read_text())
-            if point.get("fingerprint") == self.fingerprint:
+            if point.get("fingerprint") == fingerprint:
                 return point
         start = time.monotonic()
-        point = {"name": name, "fingerprint": self.fingerprint, **compute()}
+        point = {"name": name, "fingerprint": fingerprint, **compute()}
         path.write_text(json.dumps(point))
         log.info("%s: %s done in %.0f s", self.clip.name, name, time.monotonic() - start)
         return point
@@ -181,12 +185,12 @@ def run_clip(video: str | Path, refs: str | Path | None, model_name: str, out: s
     model = load_model(model_name)
     clip = load(video, refs, model.cfg.resolution, opts.max_frames)
     run = ClipRun(clip, model_name, out, opts)
-    jobs: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-        (f"keypoints-{px}px-every{n}", lambda px=px, n=n: run.keypoint_point(px, n))
+    jobs: list[tuple[str, Callable[[], dict[str, Any]], str]] = [
+        (f"keypoints-{px}px-every{n}", lambda px=px, n=n: run.keypoint_point(px, n), run.fingerprint)
         for px, n in opts.keypoint_settings()]
-    jobs += [(f"{codec}-{rate}k", lambda c=codec, r=rate: run.baseline_point(c, r))
+    jobs += [(f"{codec}-{rate}k", lambda c=codec, r=rate: run.baseline_point(c, r), run.baseline_fingerprint)
              for codec in opts.codecs for rate in opts.bitrates_kbps]
-    points = [run.cached(name, job) for name, job in tqdm(jobs, desc=clip.name, disable=None)]
+    points = [run.cached(*job) for job in tqdm(jobs, desc=clip.name, disable=None)]
     extra = run.cached("analysis", lambda: {"anchor_bits": run.anchor_bits(), "motion_px": run.motion_px()})
     results = {"video": str(video), "clip": clip.name, "fps": clip.fps, "frames": len(clip.frames),
                "frames_scored": len(clip.frames[clip.scored]), "resolution": model.cfg.resolution,

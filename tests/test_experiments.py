@@ -110,6 +110,20 @@ def test_rd_cli_end_to_end_and_resume(tmp_path, tiny_model, monkeypatch):
     assert experiments_main(["rd", "--video", str(clips / "a.mp4"), "--out", str(tmp_path / "one"), *quick]) == 0
     monkeypatch.undo()
 
+    # Another model: its keypoint points are computed afresh, the baselines' are reused.
+    torch.manual_seed(1)
+    other = tmp_path / "other.pt"
+    save_model(TPSModel(TINY), other, "tiny")
+    before = json.loads((tmp_path / "one" / "results.json").read_text())
+    monkeypatch.setattr("experiments.rd.ClipRun.baseline_point", no_work)
+    assert experiments_main(["rd", "--video", str(clips / "a.mp4"), "--out", str(tmp_path / "one"),
+                             *quick[2:], "--model", str(other)]) == 0
+    monkeypatch.undo()
+    after = json.loads((tmp_path / "one" / "results.json").read_text())
+    assert after["model_version"] != before["model_version"]
+    kp_psnr = lambda r: [p["psnr"] for p in r["points"] if p["codec"] == "keypoints"]
+    assert kp_psnr(after) != kp_psnr(before)
+
     out = tmp_path / "set"
     assert experiments_main(["rd-set", "--videos", str(clips), "--out", str(out), *quick]) == 0
     for name in ("a.mp4", "b.mp4"):
