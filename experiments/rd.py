@@ -3,7 +3,8 @@ bitrates, on the same face-cropped frames (``shared_model.evaluate.load_clip``: 
 the model's resolution).
 
 Every point is cached as ``OUT/points/NAME.json`` with a fingerprint of clip, model and options (the
-baselines' leaves the model out, so a new model reuses them), and a run that stops resumes where it was. Rates are quoted at 25 frames a second (bits per source frame x 25 / 1000),
+baselines' leaves the model out, so a new model reuses them), and a run that stops resumes where it was.
+Rates are quoted at 25 frames a second (bits per source frame x 25 / 1000),
 steady (first message or keyframe left out) and amortised over the clip (first message or keyframe, and for
 the keypoint codec the reference images as JPEG, included). Quality is averaged over the scored frames: every
 frame but the first when the first frame is the reference, as in ``shared_model.evaluate``.

@@ -146,7 +146,8 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
         opt.load_state_dict(ckpt["optimizer"])
         step, elapsed, history = ckpt["step"], ckpt["elapsed"], ckpt["history"]
         log.info("resumed from %s at step %d", ckpt_path, step)
-    samplers = [PairSampler(cache, train_clips, seed=opts.seed + step + i, crop_jitter=opts.crop_jitter) for i, (cache, train_clips, _) in enumerate(caches)]
+    samplers = [PairSampler(cache, train_clips, seed=opts.seed + step + i, crop_jitter=opts.crop_jitter)
+                for i, (cache, train_clips, _) in enumerate(caches)]
     val_src, val_drv = validation_pairs(caches, opts.val_pairs)
     held_names = [c["name"] for _, _, held in caches for c in held]
 

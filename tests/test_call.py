@@ -143,7 +143,7 @@ def test_three_processes_end_to_end(tmp_path, clip, refs):
 async def test_call_survives_20_percent_loss(tmp_path, signaling_url, clip, refs, tiny):
     record, stats_path = tmp_path / "call.mp4", tmp_path / "stats.json"
     # A lost bye is re-sent by SCTP (after about 1, 2, 4 s); the sender's wait for the answering bye covers
-    # four tries, so a clean close does not hinge on the impairment seed (three drops in a row is 1 in 125).
+    # four tries, so a clean close does not hinge on the impairment seed (four drops in a row: 1 in 625).
     recv_rc, send_rc = await in_process_call(
         ["--refs", str(refs), "--model", str(tiny["tiny"]), "--signaling", signaling_url, "--room", "lossy",
          "--record", str(record), "--stats-out", str(stats_path)],
