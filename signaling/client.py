@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import Any
+from typing import Any, Self
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -32,7 +32,7 @@ class SignalingClient:
         self.peer_present = False
         self._ws: ClientConnection | None = None
 
-    async def __aenter__(self) -> SignalingClient:
+    async def __aenter__(self) -> Self:
         try:
             self._ws = await connect(self.url, open_timeout=self.open_timeout, max_size=protocol.MAX_MESSAGE_BYTES)
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:

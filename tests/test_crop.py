@@ -10,6 +10,7 @@ def test_face_found_and_crop_inside_frame(face_frames):
     cx, cy, side = detect_face(face_frames[0])
     # The crop holds the whole face box.
     assert crop.x <= cx - side / 2 and cx + side / 2 <= crop.x + crop.size
+    assert crop.y <= cy - side / 2 and cy + side / 2 <= crop.y + crop.size
     assert crop.apply(face_frames[0], 64).shape == (64, 64, 3)
 
 
