@@ -49,8 +49,9 @@ def _rd_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads for the networks and the codecs")
     ap.add_argument("--steps", type=floats, default=d.steps_px, help="keypoint steps in px (default 0.25,0.5,1,2)")
-    ap.add_argument("--every", type=ints, default=d.every, help="lower frame rates at the default step: keep every "
-                    "n-th frame (default 2,4; empty: none)")
+    ap.add_argument("--every", type=ints, default=d.every, help="lower frame rates: keep every n-th frame, for the "
+                    "keypoint codec at the default step and for the baselines, their bitrates divided by n "
+                    "(default 2,4; empty: none)")
     ap.add_argument("--default-step", type=float, default=d.default_px, help="the step the summary compares (px)")
     ap.add_argument("--anchor-every", type=int, default=d.anchor_every)
     ap.add_argument("--ack-delay-ms", type=float, default=d.ack_delay_ms,
@@ -91,15 +92,17 @@ def rd_set(args: argparse.Namespace) -> int:
         all_results.append(run_clip(video, None, args.model, out / "clips" / name, opts))
         all_results[-1]["clip"] = str(video.relative_to(videos))
     tables = {}
-    for metric in ("ms_ssim", "psnr"):
-        rows = [clip_row(r, metric) for r in all_results]
-        tables[metric] = rows + [mean_row(rows)]
+    for metric, every in [("ms_ssim", 1), ("psnr", 1)] + [("ms_ssim", n) for n in opts.every]:
+        rows = [clip_row(r, metric, every) for r in all_results]
+        tables[metric if every == 1 else f"{metric}_every{every}"] = rows + [mean_row(rows)]
+    slower = "".join(f"### Equal MS-SSIM, one frame in {n} sent by every codec\n\n"
+                     f"{markdown_table(tables[f'ms_ssim_every{n}'], 'MS-SSIM')}\n" for n in opts.every)
     motion = motion_markdown(motion_rows(all_results), worst_frames(all_results))
     summary = (f"Keypoint codec at {opts.default_px:g} px (anchor every {opts.anchor_every}, acks "
                f"{opts.ack_delay_ms:g} ms late) against the bitrate each baseline needs for the same quality.\n\n"
                f"### Keypoint codec settings (means over the clips)\n\n{settings_markdown(all_results)}\n"
                f"### Equal MS-SSIM\n\n{markdown_table(tables['ms_ssim'], 'MS-SSIM')}\n"
-               f"### Equal PSNR\n\n{markdown_table(tables['psnr'], 'PSNR')}\n"
+               f"### Equal PSNR\n\n{markdown_table(tables['psnr'], 'PSNR')}\n{slower}"
                f"### Quality against head motion\n\n{motion}")
     (out / "summary.md").write_text(summary)
     (out / "results.json").write_text(json.dumps({"options": opts.__dict__, "rows": tables,

@@ -1,6 +1,7 @@
 """Rate-distortion plots: MS-SSIM and PSNR against the rate at 25 fps (log scale), per clip and over a set."""
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,14 @@ RATE_TICKS = (0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 def _panel(ax: Any, points: list[dict[str, Any]], metric: str, label: str) -> None:
-    for codec in ("x264", "vp8", "vp9"):
-        curve = sorted((p for p in points if p["codec"] == codec), key=lambda p: p["kbps"])
+    """Baselines at every frame (solid) and at the lowest frame rate measured (dashed); the keypoint codec."""
+    slowest = max(p["every"] for p in points)
+    for codec, every in itertools.product(("x264", "vp8", "vp9"), sorted({1, slowest})):
+        curve = sorted((p for p in points if p["codec"] == codec and p["every"] == every), key=lambda p: p["kbps"])
         if curve:
-            ax.plot([p["kbps"] for p in curve], [p[metric] for p in curve], "o-", ms=3, color=COLOURS[codec],
-                    label=codec)
+            ax.plot([p["kbps"] for p in curve], [p[metric] for p in curve], "o-" if every == 1 else "o--",
+                    ms=3 if every == 1 else 2, color=COLOURS[codec], alpha=1.0 if every == 1 else 0.6,
+                    label=codec if every == 1 else f"{codec}, 1 in {every}")
     full = sorted((p for p in points if p["codec"] == "keypoints" and p["every"] == 1), key=lambda p: p["kbps"])
     ax.plot([p["kbps"] for p in full], [p[metric] for p in full], "s-", color=COLOURS["keypoints"],
             label="keypoints (step px)")

@@ -47,7 +47,7 @@ class Options:
     """What to measure (the defaults are the documented run)."""
 
     steps_px: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
-    every: tuple[int, ...] = (2, 4)  # lower frame rates, at the default step
+    every: tuple[int, ...] = (2, 4)  # lower frame rates: keypoints at the default step, and the baselines
     default_px: float = 0.5
     anchor_every: int = CodingSettings.anchor_every
     ack_delay_ms: float = 150.0
@@ -156,12 +156,17 @@ class ClipRun:
                 "kbps": kbps(steady), "kbps_amortised": kbps((steady * (frames - 1) + first) / frames),
                 **_quality(self.clip, shown)}
 
-    def baseline_point(self, codec: str, target_kbps: float) -> dict[str, Any]:
-        bit_rate = round(target_kbps * 1000 * self.clip.fps / REFERENCE_FPS)  # the same bits per frame
-        enc = encode_decode(self.clip.frames, self.clip.fps, codec, bit_rate, self.opts.threads)
-        sizes = enc.sizes
-        return {"codec": codec, "target_kbps": target_kbps, "first_bytes": int(sizes[0]),
-                "kbps": kbps(sizes[1:].mean()), "kbps_amortised": kbps(sizes.mean()), **_quality(self.clip, enc.frames)}
+    def baseline_point(self, codec: str, target_kbps: float, every: int = 1) -> dict[str, Any]:
+        """The codec at ``target_kbps`` (at 25 fps) fed every ``every``-th frame at ``fps / every``, each decoded
+        frame held on screen until the next, as the keypoint codec's frames are at the same setting."""
+        kept = np.arange(0, len(self.clip.frames), every)
+        bit_rate = round(target_kbps * 1000 * self.clip.fps / REFERENCE_FPS)  # the same bits per source frame
+        enc = encode_decode(self.clip.frames[kept], self.clip.fps / every, codec, bit_rate, self.opts.threads)
+        frames, first = len(self.clip.frames), int(enc.sizes[0])
+        steady = float(enc.sizes[1:].mean()) / every if len(kept) > 1 else 0.0
+        return {"codec": codec, "target_kbps": target_kbps, "every": every, "first_bytes": first,
+                "kbps": kbps(steady), "kbps_amortised": kbps((steady * (frames - 1) + first) / frames),
+                **_quality(self.clip, held_frames(enc.frames, kept, frames))}
 
     def anchor_bits(self) -> dict[str, float]:
         """Bits per message at the default step for several anchor periods (the quality does not change)."""
@@ -191,7 +196,11 @@ def run_clip(video: str | Path, refs: str | Path | None, model_name: str, out: s
         for px, n in opts.keypoint_settings()]
     jobs += [(f"{codec}-{rate}k", lambda c=codec, r=rate: run.baseline_point(c, r), run.baseline_fingerprint)
              for codec in opts.codecs for rate in opts.bitrates_kbps]
-    points = [run.cached(*job) for job in tqdm(jobs, desc=clip.name, disable=None)]
+    # At the lower frame rates the baselines' ladder is divided by n: the same bits per coded frame.
+    jobs += [(f"{codec}-{rate / n:g}k-every{n}", lambda c=codec, r=rate / n, n=n: run.baseline_point(c, r, n),
+              run.baseline_fingerprint) for n in opts.every for codec in opts.codecs for rate in opts.bitrates_kbps]
+    # Baseline points cached before they had a frame-rate axis were all at every frame.
+    points = [{"every": 1, **run.cached(*job)} for job in tqdm(jobs, desc=clip.name, disable=None)]
     extra = run.cached("analysis", lambda: {"anchor_bits": run.anchor_bits(), "motion_px": run.motion_px()})
     results = {"video": str(video), "clip": clip.name, "fps": clip.fps, "frames": len(clip.frames),
                "frames_scored": len(clip.frames[clip.scored]), "resolution": model.cfg.resolution,

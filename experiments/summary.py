@@ -42,19 +42,20 @@ def needed_rate(points: list[dict[str, Any]], metric: str, target: float) -> Nee
     return Needed(float(math.exp(r0 + t * (r1 - r0))))
 
 
-def default_point(results: dict[str, Any]) -> dict[str, Any]:
-    """The keypoint codec at its default setting (default step, every frame)."""
-    return next(p for p in results["points"] if p["codec"] == "keypoints" and p["every"] == 1
+def default_point(results: dict[str, Any], every: int = 1) -> dict[str, Any]:
+    """The keypoint codec at the default step, sending every ``every``-th frame."""
+    return next(p for p in results["points"] if p["codec"] == "keypoints" and p["every"] == every
                 and p["step_px"] == results["default_step_px"])
 
 
-def clip_row(results: dict[str, Any], metric: str) -> dict[str, Any]:
-    ours = default_point(results)
+def clip_row(results: dict[str, Any], metric: str, every: int = 1) -> dict[str, Any]:
+    """The keypoint codec against each baseline's curve, both sending every ``every``-th frame."""
+    ours = default_point(results, every)
     row = {"clip": results["clip"], "fps": results["fps"], "frames": results["frames"], "kbps": ours["kbps"],
            "kbps_amortised": ours["kbps_amortised"], "bits_per_message": ours["bits_per_message"],
            "psnr": ours["psnr"], "ssim": ours["ssim"], "ms_ssim": ours["ms_ssim"], "needed": {}}
     for codec in BASELINES:
-        curve = [p for p in results["points"] if p["codec"] == codec]
+        curve = [p for p in results["points"] if p["codec"] == codec and p["every"] == every]
         if curve:
             need = needed_rate(curve, metric, ours[metric])
             row["needed"][codec] = {"kbps": need.kbps, "bound": need.bound, "factor": need.kbps / ours["kbps"]}
@@ -113,7 +114,7 @@ MOTION_BINS = (0.0, 1.0, 2.0, 4.0, 8.0, float("inf"))
 def _equal_quality_point(results: dict[str, Any], codec: str, metric: str) -> dict[str, Any] | None:
     """The baseline's lowest-rate point at least as good as the keypoint codec on the clip's mean ``metric``."""
     target = default_point(results)[metric]
-    good = [p for p in results["points"] if p["codec"] == codec and p[metric] >= target]
+    good = [p for p in results["points"] if p["codec"] == codec and p["every"] == 1 and p[metric] >= target]
     return min(good, key=lambda p: p["kbps"]) if good else None
 
 

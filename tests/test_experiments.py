@@ -11,7 +11,8 @@ import torch
 from experiments.__main__ import main as experiments_main
 from experiments.keystream import code_stream, held_frames
 from experiments.quality import frame_scores, ms_ssim, ms_ssim_scales
-from experiments.rd import kbps
+from experiments.baselines import encode_decode
+from experiments.rd import Clip, ClipRun, Options, kbps
 from experiments.summary import needed_rate
 from shared_model.config import ModelConfig
 from shared_model.keycoding import CodingSettings
@@ -65,6 +66,17 @@ def test_keypoint_stream_accounting():
     assert shown.tolist() == [i // 2 for i in range(30)]
 
 
+def test_baseline_at_a_lower_frame_rate_holds_its_frames(tmp_path, tiny_model):
+    frames = talking_face(frames=8, size=64, seed=5)
+    clip = Clip("t.mp4", frames, 25.0, [frames[0]], slice(1, None), ref_bytes=1000)
+    point = ClipRun(clip, str(tiny_model), tmp_path, Options()).baseline_point("x264", 40.0, every=2)
+    # The encoder sees frames 0, 2, 4, 6 at 12.5 fps, with the same bits per source frame as at 25 fps.
+    enc = encode_decode(frames[::2], 12.5, "x264", 40_000)
+    shown = held_frames(enc.frames, np.arange(0, 8, 2), 8)
+    assert point["per_frame"]["psnr"] == pytest.approx(frame_scores(frames[1:], shown[1:])["psnr"].tolist(), abs=1e-4)
+    assert point["every"] == 2 and point["kbps"] == pytest.approx(kbps(enc.sizes[1:].mean() / 2))
+
+
 def test_needed_rate_interpolates_and_bounds():
     curve = [{"kbps": 10, "q": 0.80}, {"kbps": 40, "q": 0.90}, {"kbps": 160, "q": 0.95}]
     mid = needed_rate(curve, "q", 0.85)
@@ -78,7 +90,8 @@ def _check_clip_results(folder: Path, frames: int) -> dict:
     assert (folder / "rd.png").stat().st_size > 10_000
     assert results["frames"] == frames and results["resolution"] == 64 and results["keypoint_count_fixed"]
     names = {p["name"] for p in results["points"]}
-    assert names == {"keypoints-1.0px-every1", "keypoints-1.0px-every2", "x264-30.0k", "vp8-30.0k"}
+    assert names == {"keypoints-1.0px-every1", "keypoints-1.0px-every2", "x264-30.0k", "vp8-30.0k",
+                     "x264-15k-every2", "vp8-15k-every2"}
     for p in results["points"]:
         assert 0 < p["ms_ssim"] <= 1 and len(p["per_frame"]["psnr"]) == frames - 1  # the reference frame left out
         if p["codec"] == "keypoints":
@@ -132,9 +145,11 @@ def test_rd_cli_end_to_end_and_resume(tmp_path, tiny_model, monkeypatch):
     assert "| a.mp4 |" in summary and "mean of 2 clips" in summary and "x264 kbps for same MS-SSIM" in summary
     assert "Quality against head motion" in summary and "worst frames" in summary
     assert "| 1 | all |" in summary and "| 1 | 1 in 2 |" in summary and "| anchor every (G) |" in summary
+    assert "### Equal MS-SSIM, one frame in 2 sent by every codec" in summary
     assert (out / "rd.png").is_file()
-    rows = json.loads((out / "results.json").read_text())["rows"]["ms_ssim"]
-    assert len(rows) == 3 and set(rows[0]["needed"]) == {"x264", "vp8"}
+    tables = json.loads((out / "results.json").read_text())["rows"]
+    assert len(tables["ms_ssim"]) == 3 and set(tables["ms_ssim"][0]["needed"]) == {"x264", "vp8"}
+    assert tables["ms_ssim_every2"][0]["kbps"] < tables["ms_ssim"][0]["kbps"]
 
 
 def test_held_out_clips_come_from_the_cache_index(tmp_path, tiny_model):
