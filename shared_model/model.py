@@ -66,6 +66,9 @@ class TPSModel(CodecModel):
     def __init__(self, cfg: ModelConfig, meta: dict[str, Any] | None = None) -> None:
         super().__init__(cfg, meta)
         self.generator = TPSGenerator(cfg)
+        #: Training only: width of the uniform noise (in [-1, 1] coordinates) added to the driving keypoints
+        #: the generator sees, so that it learns to live with the wire's quantization.
+        self.kp_noise = 0.0
 
     def reconstruct(self, source: torch.Tensor, driving: torch.Tensor) -> torch.Tensor:
         """Rebuild ``driving`` from ``source`` through the keypoints (evaluation helper)."""
@@ -78,7 +81,8 @@ class TPSModel(CodecModel):
         """All loss terms for a batch, and the prediction."""
         kp_s, st_s = self.detector(source)
         kp_d, st_d = self.detector(driving)
-        out = self.generator(source, kp_s, st_s, kp_d, st_d)
+        kp_in = kp_d + (torch.rand_like(kp_d) - 0.5) * self.kp_noise if self.training and self.kp_noise else kp_d
+        out = self.generator(source, kp_s, st_s, kp_in, st_d)
         losses = self.frame_losses(out["prediction"], driving, kp_d, weights)
         if weights.warp:
             drv_feats = self.generator.encoder(driving)

@@ -52,6 +52,7 @@ class TrainOptions:
     threads: int | None = None
     max_refs: int = 4  # iw: each batch takes a set of 1..max_refs references per sample
     crop_jitter: float = 0.0  # re-frame each training sample by up to this share of the crop (see PairSampler)
+    kp_noise_px: float = 0.0  # tps: uniform noise this wide (px) on the driving keypoints, e.g. the wire's step
 
 
 def load_caches(paths: list[str]) -> list[tuple[FrameCache, list[dict], list[dict]]]:
@@ -137,6 +138,10 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
     if model.kind != opts.model:
         raise ValueError(f"the model config is for {model.kind}, not --model {opts.model}")
     model = model.to(device).train()
+    if opts.kp_noise_px:
+        if model.kind != "tps":
+            raise ValueError("--kp-noise-px is for the tps generator")
+        model.kp_noise = opts.kp_noise_px * 2.0 / res
     opt = torch.optim.Adam(model.parameters(), lr=opts.lr, betas=(0.5, 0.999))
     step, elapsed, history = 0, 0.0, []
     ckpt_path = out / "checkpoint.pt"
@@ -227,7 +232,7 @@ def parse_args(argv: list[str] | None) -> TrainOptions:
     ap.add_argument("--init", help="start from these weights (shipped name or file): fine-tuning")
     for name in ("steps", "stop_at", "batch", "seed", "val_every", "val_pairs", "save_every", "threads", "max_refs"):
         ap.add_argument("--" + name.replace("_", "-"), type=int)
-    for name in ("lr", "time_limit_min", "dropout_until", "crop_jitter"):
+    for name in ("lr", "time_limit_min", "dropout_until", "crop_jitter", "kp_noise_px"):
         ap.add_argument("--" + name.replace("_", "-"), type=float)
     ap.add_argument("--device", choices=["auto", "cuda", "cpu"])
     args = ap.parse_args(argv)

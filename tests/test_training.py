@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from shared_model.data import FrameCache, PairSampler, prepare
-from shared_model.model import load_model
+from shared_model.losses import LossWeights
+from shared_model.model import TPSModel, load_model
 from shared_model.train import TrainOptions, train
 
 
@@ -60,3 +61,25 @@ def test_short_training_lowers_the_loss_and_resumes(cache, tmp_path, small_confi
     model = load_model(tmp_path / "run" / "model.pt")
     assert model.meta["steps"] == 70 and model.cfg == small_config
     assert (tmp_path / "run" / "val_000060.png").is_file()
+
+
+def test_keypoint_noise_reaches_the_generator_only_in_training(small_config, monkeypatch):
+    torch.manual_seed(0)
+    model = TPSModel(small_config)
+    model.generator.dense_motion.dropout_p = 0.0
+    model.kp_noise = 0.5 * 2 / 64  # a 0.5 px step at 64 px
+    seen = []
+    forward = model.generator.forward
+    monkeypatch.setattr(model.generator, "forward",
+                        lambda s, ks, ss, kd, sd: seen.append(kd) or forward(s, ks, ss, kd, sd))
+    source, driving = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    weights = LossWeights(equivariance=0.0, warp=0.0)
+    model.train()
+    model.training_losses(source, driving, weights)
+    model.eval()
+    with torch.no_grad():
+        model.training_losses(source, driving, weights)
+        kp_d, _ = model.detector(driving)
+    offset = (seen[0] - kp_d).abs()
+    assert 0 < offset.max() <= model.kp_noise / 2 and offset.mean() > model.kp_noise / 8
+    assert torch.equal(seen[1], kp_d)  # no noise outside training
