@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from experiments.__main__ import main as experiments_main
+from experiments.baselines import encode_decode
 from experiments.keystream import code_stream, held_frames
 from experiments.quality import frame_scores, ms_ssim, ms_ssim_scales
-from experiments.baselines import encode_decode
 from experiments.rd import Clip, ClipRun, Options, kbps
 from experiments.summary import needed_rate
 from shared_model.config import ModelConfig
