@@ -12,8 +12,8 @@ A predicted frame refers to an earlier frame by its distance d <= 15 in sequence
 sent just before: a lost message spoils at most ``anchor_every - 1`` later frames. Acks travel the other way on
 the keypoint channel (5 bytes: ``0x20``, then the newest decoded seq as a little-endian uint32), at most every
 ``ACK_INTERVAL_S``: a lost ack is simply superseded by the next one. Decoding is strict: any deviation is a
-``WireError``; a message of another wire version (v1 included) or before an accepted hello is a ``WireRefused`` (a subclass); a frame whose
-reference this end does not hold (lost) is a ``MissingReference``. See docs/wire-format.md.
+``WireError``; a message of another wire version (v1 included) or before an accepted hello is a ``WireRefused``
+(a subclass); a frame whose reference this end does not hold (lost) is a ``MissingReference``. See docs/wire-format.md.
 """
 from __future__ import annotations
 
