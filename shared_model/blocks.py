@@ -6,6 +6,14 @@ from torch import nn
 import torch.nn.functional as F
 
 
+def downsample(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Box-filter a (B, C, S, S) tensor down to ``size`` (S a multiple of it); unchanged when already that size."""
+    factor = image.shape[-1] // size
+    if factor <= 1:
+        return image
+    return F.avg_pool2d(image, factor)
+
+
 def conv_bn_relu(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 

@@ -9,11 +9,17 @@ from typing import Any
 class ModelConfig:
     """Sizes of the keypoint detector and of the generator: ``tps`` (TPS motion) or ``iw`` (implicit warping).
 
+    ``resolution`` is the output (and reference) size. The keypoint detector, the dense motion and the
+    generator's deeper levels run on a ``core_resolution`` copy of the picture; each doubling from there to the
+    output is one light full-resolution level (``hr_channels``, coarsest first): the reference and its features
+    are warped at full resolution, the motion is not recomputed there. 128 px models have no such level.
     The ``motion_*`` sizes are used by ``tps`` only, the ``iw_*`` sizes by ``iw`` only.
     """
 
     generator: str = "tps"
-    resolution: int = 128
+    resolution: int = 256
+    core_resolution: int | None = None  # None: the output resolution (no full-resolution levels)
+    hr_channels: tuple[int, ...] = ()  # one per doubling from core_resolution to resolution
     num_tps: int = 10  # K TPS transforms
     points_per_tps: int = 5  # N control points per transform
     kp_channels: tuple[int, ...] = (32, 64, 128, 192)  # keypoint detector stages (each halves the size)
@@ -33,6 +39,16 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.generator not in ("tps", "iw"):
             raise ValueError(f"unknown generator {self.generator!r} (tps or iw)")
+        if self.core * 2 ** len(self.hr_channels) != self.resolution:
+            raise ValueError(f"resolution {self.resolution} must be core_resolution {self.core} doubled once per "
+                             f"entry of hr_channels {self.hr_channels}")
+        if self.generator == "iw" and self.hr_channels:
+            raise ValueError("the iw generator has no full-resolution levels yet")
+
+    @property
+    def core(self) -> int:
+        """Side of the picture the detector, the dense motion and the deeper generator levels read."""
+        return self.core_resolution or self.resolution
 
     @property
     def num_keypoints(self) -> int:

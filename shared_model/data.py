@@ -1,16 +1,25 @@
 """Training data: face-cropped frames of a folder of videos, cached at the model resolution.
 
-``python -m shared_model.data --videos DIR --out CACHE --resolution 128`` decodes every video under DIR,
+``python -m shared_model.data --videos DIR --out CACHE --resolution 256`` decodes every video under DIR,
 crops the face once per clip, and writes ``CACHE/frames.npy`` (all frames, uint8) and ``CACHE/index.json``
-(clips, frame ranges, crops, and the train / held-out split, made by clip).
+(clips, frame ranges, crops, the person in each clip, and the train / held-out split, made by person).
+
+``--people FILE`` (JSON) says which clips show the same person and which people are held out::
+
+    {"groups": {"trump": ["fomm-demo-old/04.mp4", "styletalk/trump_*"], ...}, "held_out": ["d8", ...]}
+
+A clip that no group names is a person of its own, called by its path without the suffix. Without
+``held_out`` in the file, about ``--holdout-percent`` % of the people are held out by a hash of their name.
 """
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,38 +43,82 @@ def find_videos(root: str | Path) -> list[Path]:
 
 
 def is_held_out(name: str, percent: float) -> bool:
-    """Deterministic split by clip name: about ``percent`` % of clips are held out."""
+    """Deterministic split by name: about ``percent`` % of names are held out."""
     digest = int(hashlib.sha1(name.encode()).hexdigest()[:8], 16)
     return digest % 10000 < percent * 100
 
 
+@dataclass
+class People:
+    """Who is in which clip (glob patterns per person), and which people are held out of training."""
+
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    held_out: list[str] | None = None
+    holdout_percent: float = 10.0
+
+    @classmethod
+    def load(cls, path: str | Path | None, holdout_percent: float = 10.0) -> People:
+        if path is None:
+            return cls(holdout_percent=holdout_percent)
+        data = json.loads(Path(path).read_text())
+        return cls(data.get("groups", {}), data.get("held_out"), holdout_percent)
+
+    def person(self, clip: str) -> str:
+        for name, patterns in self.groups.items():
+            if any(fnmatch.fnmatchcase(clip, p) for p in patterns):
+                return name
+        return str(Path(clip).with_suffix(""))
+
+    def is_held_out(self, person: str) -> bool:
+        if self.held_out is not None:
+            return person in self.held_out
+        return is_held_out(person, self.holdout_percent)
+
+
 def prepare(videos: str | Path, out: str | Path, resolution: int, holdout_percent: float = 10.0,
-            max_frames: int | None = None) -> dict:
-    """Crop and cache every clip under ``videos``; returns the index written to ``out/index.json``."""
+            max_frames: int | None = None, frame_step: int = 1, people: People | None = None) -> dict:
+    """Crop and cache every clip under ``videos`` (every ``frame_step``-th frame); returns the index written
+    to ``out/index.json``. The split is by person (``people``; by default every clip is its own person)."""
     root = Path(videos)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    people = people or People(holdout_percent=holdout_percent)
     paths = find_videos(root)
     if not paths:
         raise VideoError(f"no video files under {root}")
-    clips, chunks, start = [], [], 0
-    for path in tqdm(paths, desc="clips", dynamic_ncols=True, disable=None):
-        name = str(path.relative_to(root)) if root.is_dir() else path.name
-        try:
-            frames = read_frames(path, max_frames)
-            crop = clip_crop(frames)
-        except (VideoError, NoFaceError) as exc:
-            log.warning("skipping %s: %s", name, exc)
-            continue
-        chunks.append(np.stack([crop.apply(f, resolution) for f in frames]))
-        clips.append({"name": name, "start": start, "length": len(frames), "fps": video_fps(path),
-                      "crop": crop.as_list(), "held_out": is_held_out(name, holdout_percent)})
-        start += len(frames)
-    np.save(out / "frames.npy", np.concatenate(chunks))
-    index = {"resolution": resolution, "source": str(root), "holdout_percent": holdout_percent, "clips": clips}
+    clips, start = [], 0
+    with (out / "frames.u8").open("wb") as raw:
+        for path in tqdm(paths, desc="clips", dynamic_ncols=True, disable=None):
+            name = str(path.relative_to(root)) if root.is_dir() else path.name
+            try:
+                frames = read_frames(path, max_frames, frame_step)
+                crop = clip_crop(frames)
+            except (VideoError, NoFaceError) as exc:
+                log.warning("skipping %s: %s", name, exc)
+                continue
+            for f in frames:
+                raw.write(np.ascontiguousarray(crop.apply(f, resolution)).tobytes())
+            person = people.person(name)
+            clips.append({"name": name, "person": person, "start": start, "length": len(frames),
+                          "fps": video_fps(path) / frame_step, "crop": crop.as_list(),
+                          "held_out": people.is_held_out(person)})
+            start += len(frames)
+            del frames
+    if not clips:
+        raise VideoError(f"no usable clips under {root}")
+    # frames.npy: a .npy header, then the raw bytes (never all frames in memory at once).
+    with (out / "frames.npy").open("wb") as npy, (out / "frames.u8").open("rb") as raw:
+        shape = (start, resolution, resolution, 3)
+        np.lib.format.write_array_header_1_0(npy, {"descr": "|u1", "fortran_order": False, "shape": shape})
+        shutil.copyfileobj(raw, npy, 16 << 20)
+    (out / "frames.u8").unlink()
+    index = {"resolution": resolution, "source": str(root), "frame_step": frame_step, "clips": clips}
     (out / "index.json").write_text(json.dumps(index, indent=1))
     held = sum(c["held_out"] for c in clips)
-    log.info("cached %d frames of %d clips (%d held out) in %s", start, len(clips), held, out)
+    persons = {c["person"] for c in clips}
+    held_persons = {c["person"] for c in clips if c["held_out"]}
+    log.info("cached %d frames of %d clips of %d people (%d clips of %d people held out) in %s", start, len(clips),
+             len(persons), held, len(held_persons), out)
     return index
 
 
@@ -89,6 +142,18 @@ class FrameCache:
         return np.asarray(self.frames[clip["start"] : clip["start"] + clip["length"]])
 
 
+def clip_weights(clips: list[dict]) -> np.ndarray:
+    """How often each clip is sampled: a person in proportion to the square root of their frames (so the
+    people with minutes of video do not drown the many with seconds), shared among their clips by length."""
+    lengths = np.array([c["length"] for c in clips], dtype=float)
+    persons = [c.get("person", c["name"]) for c in clips]
+    totals: dict[str, float] = {}
+    for p, n in zip(persons, lengths):
+        totals[p] = totals.get(p, 0.0) + n
+    w = np.array([n / totals[p] * np.sqrt(totals[p]) for p, n in zip(persons, lengths)])
+    return w / w.sum()
+
+
 class PairSampler:
     """Random (source, driving) pairs from the same clip, with identical augmentation on both frames.
 
@@ -109,8 +174,7 @@ class PairSampler:
         self.augment = augment
         self.crop_jitter = crop_jitter
         self.rng = np.random.default_rng(seed)
-        lengths = np.array([c["length"] for c in clips], dtype=float)
-        self.weights = lengths / lengths.sum()
+        self.weights = clip_weights(clips)
 
     def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Two float tensors (B, 3, R, R) in [0, 1]: sources and drivings."""
@@ -165,11 +229,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--videos", required=True, help="a video file or a folder searched recursively")
     ap.add_argument("--out", required=True, help="cache folder to write")
     ap.add_argument("--resolution", type=int, default=128)
-    ap.add_argument("--holdout-percent", type=float, default=10.0, help="share of clips held out (by name hash)")
+    ap.add_argument("--holdout-percent", type=float, default=10.0,
+                    help="share of people held out (by name hash) when --people lists none")
+    ap.add_argument("--people", help="JSON file: which clips show the same person, which people are held out")
     ap.add_argument("--max-frames", type=int, default=None, help="read at most this many frames per clip")
+    ap.add_argument("--frame-step", type=int, default=1, help="keep every n-th frame (neighbours are near-duplicates)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    prepare(args.videos, args.out, args.resolution, args.holdout_percent, args.max_frames)
+    prepare(args.videos, args.out, args.resolution, args.holdout_percent, args.max_frames, args.frame_step,
+            People.load(args.people, args.holdout_percent))
     return 0
 
 

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .blocks import Hourglass, Up
+from .blocks import Hourglass, Up, downsample
 from .config import ModelConfig
 from .tps import make_grid, tps_apply, tps_params, warp
 
@@ -18,10 +18,13 @@ def keypoint_heatmaps(kp: torch.Tensor, strength: torch.Tensor, h: int, w: int, 
 
 
 class DenseMotion(nn.Module):
-    """Predicts, at resolution/motion_scale, K+1 contribution maps and occlusion masks for every generator level.
+    """Predicts, at core/motion_scale, K+1 contribution maps and occlusion masks for every generator level.
 
-    The flow itself is composed at full resolution: each TPS mapping is evaluated on the full grid and
-    blended with the upsampled contribution maps, so the warp stays sharp while the network runs small.
+    The flow is composed at the core resolution: each TPS mapping is evaluated on the core grid and blended
+    with the upsampled contribution maps, so the warp stays sharp while the network runs small. Above the
+    core, the flow is upsampled (it is smooth) and each full-resolution occlusion mask is the upsampled
+    coarser one plus a correction read from the warped full-resolution reference (zero at the start, so a
+    model grown from a core-resolution one starts where that model was).
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -32,11 +35,11 @@ class DenseMotion(nn.Module):
         self.hourglass = Hourglass(cin, cfg.motion_channels)
         c_last = self.hourglass.out_channels[-1]
         self.maps = nn.Conv2d(c_last, k + 1, 7, 1, 3)
-        # Occlusion masks: one per generator level. Levels at or below the motion resolution read hourglass
-        # outputs; finer levels come from extra up-blocks.
+        # Occlusion masks: one per core generator level. Levels at or below the motion resolution read
+        # hourglass outputs; finer levels come from extra up-blocks.
         self.levels = len(cfg.gen_channels)
-        motion_res = cfg.resolution // cfg.motion_scale
-        self.level_sizes = [cfg.resolution // 2**i for i in range(self.levels)]  # finest first
+        motion_res = cfg.core // cfg.motion_scale
+        self.level_sizes = [cfg.core // 2**i for i in range(self.levels)]  # finest first
         finer = [s for s in self.level_sizes if s > motion_res]
         self.extra_up = nn.ModuleList()
         c = c_last
@@ -49,14 +52,22 @@ class DenseMotion(nn.Module):
         chans.update({s: 16 for s in finer})
         for s in self.level_sizes:
             self.occlusion[str(s)] = nn.Conv2d(chans[s], 1, 7, 1, 3)
+        # Full-resolution levels, coarsest first: a mask correction from (upsampled motion features, warped reference).
+        self.hr_occlusion = nn.ModuleList(nn.Conv2d(chans[cfg.core] + 3, 1, 3, 1, 1) for _ in cfg.hr_channels)
+        for conv in self.hr_occlusion:
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
         self.dropout_p = 0.0
 
     def forward(self, source: torch.Tensor, kp_src: torch.Tensor, str_src: torch.Tensor,
                 kp_drv: torch.Tensor, str_drv: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        """``source`` at the output resolution. Returns the flow (output resolution), the contribution maps,
+        the occlusion masks (finest first, one per generator level) and the reference warped by the flow."""
         cfg = self.cfg
-        b, _, res, _ = source.shape
+        b = source.shape[0]
         k, n = cfg.num_tps, cfg.points_per_tps
-        small = res // cfg.motion_scale
+        core = cfg.core
+        small = core // cfg.motion_scale
         # Mappings from driving coordinates to source coordinates, one per TPS transform.
         ctrl = kp_drv.view(b, k, n, 2)
         params = tps_params(ctrl, kp_src.view(b, k, n, 2))
@@ -74,17 +85,38 @@ class DenseMotion(nn.Module):
             keep = (torch.rand(b, k, 1, 1, device=logits.device) > self.dropout_p).to(logits.dtype)
             logits = logits + torch.log(torch.cat([torch.ones_like(keep[:, :1]), keep], 1).clamp(min=1e-6))
         maps = torch.softmax(logits, dim=1)
-        # Full-resolution flow from upsampled contribution maps and full-resolution TPS mappings.
-        grid_full = make_grid(res, res, source.device, source.dtype).view(-1, 2)
-        mapped_full = tps_apply(params, ctrl, grid_full).view(b, k, res, res, 2)
-        maps_full = F.interpolate(maps, size=(res, res), mode="bilinear", align_corners=False)
-        flow = maps_full[:, 0, :, :, None] * grid_full.view(1, res, res, 2) \
-            + (maps_full[:, 1:, :, :, None] * mapped_full).sum(1)
-        # Occlusion masks, finest first.
+        # Core-resolution flow from upsampled contribution maps and core-resolution TPS mappings.
+        grid_core = make_grid(core, core, source.device, source.dtype).view(-1, 2)
+        mapped_core = tps_apply(params, ctrl, grid_core).view(b, k, core, core, 2)
+        maps_core = F.interpolate(maps, size=(core, core), mode="bilinear", align_corners=False)
+        flow = maps_core[:, 0, :, :, None] * grid_core.view(1, core, core, 2) \
+            + (maps_core[:, 1:, :, :, None] * mapped_core).sum(1)
+        # Occlusion logits of the core levels, finest first.
         by_size = {f.shape[-1]: f for f in feats}
         x = feats[-1]
         for block in self.extra_up:
             x = block(x)
             by_size[x.shape[-1]] = x
-        occlusion = [torch.sigmoid(self.occlusion[str(s)](by_size[s])) for s in self.level_sizes]
-        return {"flow": flow, "maps": maps, "occlusion": occlusion}
+        occ_logits = [self.occlusion[str(s)](by_size[s]) for s in self.level_sizes]
+        # Full-resolution levels, coarsest first.
+        motion_feat, logit = by_size[core], occ_logits[0]
+        warped = None
+        for conv in self.hr_occlusion:
+            size = logit.shape[-1] * 2
+            flow = resize_flow(flow, size)
+            motion_feat = F.interpolate(motion_feat, scale_factor=2.0, mode="bilinear", align_corners=False)
+            warped = warp(downsample(source, size), flow)
+            logit = F.interpolate(logit, scale_factor=2.0, mode="bilinear", align_corners=False) \
+                + conv(torch.cat([motion_feat, warped], dim=1))
+            occ_logits.insert(0, logit)
+        warped_source = warp(source, flow) if warped is None else warped
+        return {"flow": flow, "maps": maps, "occlusion": [torch.sigmoid(o) for o in occ_logits],
+                "warped_source": warped_source}
+
+
+def resize_flow(flow: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize a (B, H, W, 2) sampling grid to (B, size, size, 2)."""
+    if flow.shape[1] == size:
+        return flow
+    return F.interpolate(flow.permute(0, 3, 1, 2), size=(size, size), mode="bilinear",
+                         align_corners=True).permute(0, 2, 3, 1)

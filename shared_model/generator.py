@@ -5,42 +5,49 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .blocks import Down, ResBlock, conv_bn_relu
+from .blocks import Down, ResBlock, conv_bn_relu, downsample
 from .config import ModelConfig
-from .dense_motion import DenseMotion
+from .dense_motion import DenseMotion, resize_flow
 from .tps import warp
 
 
-def resize_flow(flow: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize a (B, H, W, 2) sampling grid to (B, size, size, 2)."""
-    if flow.shape[1] == size:
-        return flow
-    return F.interpolate(flow.permute(0, 3, 1, 2), size=(size, size), mode="bilinear",
-                         align_corners=True).permute(0, 2, 3, 1)
-
-
 class SourceEncoder(nn.Module):
-    """Feature pyramid of an image, finest level first. Run once per reference image at the receiver."""
+    """Feature pyramid of an image, finest level first. Run once per reference image at the receiver.
+
+    The core levels read the picture at ``cfg.core`` px; each full-resolution level is one light
+    convolution of the picture at that level's size.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         ch = cfg.gen_channels
+        self.core = cfg.core
         self.stem = conv_bn_relu(3, ch[0], 7)
         self.down = nn.ModuleList(Down(ch[i], ch[i + 1]) for i in range(len(ch) - 1))
+        self.hr_stems = nn.ModuleList(conv_bn_relu(3, c, 3) for c in cfg.hr_channels)  # coarsest first
 
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
-        feats = [self.stem(image)]
+        feats = [self.stem(downsample(image, self.core))]
         for block in self.down:
             feats.append(block(feats[-1]))
+        size = self.core
+        for stem in self.hr_stems:
+            size *= 2
+            feats.insert(0, stem(downsample(image, size)))
         return feats
 
 
 class Decoder(nn.Module):
-    """From the warped, occlusion-masked feature pyramid to an image."""
+    """From the warped, occlusion-masked feature pyramid to an image.
+
+    Each full-resolution level fuses the upsampled features with that level's warped features and adds a
+    correction to the upsampled output logits (zero at the start).
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         ch = cfg.gen_channels
+        self.hr_levels = len(cfg.hr_channels)
         self.bottleneck = nn.Sequential(*[ResBlock(ch[-1]) for _ in range(cfg.gen_res_blocks)])
         self.fuse = nn.ModuleList()
         self.res = nn.ModuleList()
@@ -48,9 +55,18 @@ class Decoder(nn.Module):
             self.fuse.append(conv_bn_relu(ch[i + 1] + ch[i], ch[i]))
             self.res.append(nn.Sequential(*[ResBlock(ch[i]) for _ in range(cfg.gen_res_blocks)]) if i > 0 else nn.Identity())
         self.out = nn.Conv2d(ch[0], 3, 7, 1, 3)
+        self.hr_fuse = nn.ModuleList()
+        self.hr_out = nn.ModuleList()
+        c = ch[0]
+        for hc in cfg.hr_channels:
+            self.hr_fuse.append(conv_bn_relu(c + hc, hc))
+            self.hr_out.append(nn.Conv2d(hc, 3, 3, 1, 1))
+            nn.init.zeros_(self.hr_out[-1].weight)
+            nn.init.zeros_(self.hr_out[-1].bias)
+            c = hc
 
     def features(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        """The full-resolution features the output layer reads."""
+        """The core-resolution features the output layer reads (``feats``: the core levels only)."""
         x = self.bottleneck(feats[-1])
         for level, (fuse, res) in enumerate(zip(self.fuse, self.res)):
             skip = feats[-2 - level]
@@ -59,7 +75,14 @@ class Decoder(nn.Module):
         return x
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        return torch.sigmoid(self.out(self.features(feats)))
+        """``feats``: every level, finest first (full-resolution levels, then the core levels)."""
+        hr = feats[: self.hr_levels]
+        x = self.features(feats[self.hr_levels :])
+        logits = self.out(x)
+        for fuse, out, skip in zip(self.hr_fuse, self.hr_out, reversed(hr)):
+            x = fuse(torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skip], dim=1))
+            logits = F.interpolate(logits, scale_factor=2.0, mode="bilinear", align_corners=False) + out(x)
+        return torch.sigmoid(logits)
 
 
 class TPSGenerator(nn.Module):
@@ -79,13 +102,14 @@ class TPSGenerator(nn.Module):
     def forward(self, source: torch.Tensor, kp_src: torch.Tensor, str_src: torch.Tensor,
                 kp_drv: torch.Tensor, str_drv: torch.Tensor,
                 source_feats: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor | list[torch.Tensor]]:
-        """``source_feats`` may carry the encoder pyramid of ``source`` computed earlier (receiver cache)."""
+        """``source`` at the output resolution; ``source_feats`` may carry its encoder pyramid computed
+        earlier (receiver cache)."""
         motion = self.dense_motion(source, kp_src, str_src, kp_drv, str_drv)
         flow, occlusion = motion["flow"], motion["occlusion"]
         feats = self.encoder(source) if source_feats is None else source_feats
         warped = self.warp_features(feats, flow, occlusion)
         generated = self.decoder(warped)
-        warped_source = warp(source, flow)
+        warped_source = motion["warped_source"]
         occ = occlusion[0]
         prediction = generated * (1.0 - occ) + warped_source * occ
-        return {"prediction": prediction, "warped_source": warped_source, "warped_feats": warped, **motion}
+        return {"prediction": prediction, "warped_feats": warped, **motion}

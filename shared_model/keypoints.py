@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import conv_bn_relu
+from .blocks import conv_bn_relu, downsample
 from .config import ModelConfig
 
 
@@ -12,19 +12,21 @@ class KeypointDetector(nn.Module):
     """A small CNN regressing keypoint coordinates in [-1, 1] and strengths in [0, 1].
 
     The last feature map is flattened (not pooled) so the regression keeps where things are.
-    Returns ``kp`` (B, K*N, 2) and ``strength`` (B, K*N).
+    It reads the picture at ``cfg.core`` px: a larger input is box-filtered down first (the sender may
+    also crop at that size directly). Returns ``kp`` (B, K*N, 2) and ``strength`` (B, K*N).
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.num_kp = cfg.num_keypoints
+        self.size = cfg.core
         layers: list[nn.Module] = []
         c = 3
         for cout in cfg.kp_channels:
             layers += [conv_bn_relu(c, cout, 3, 2), conv_bn_relu(cout, cout)]
             c = cout
         self.features = nn.Sequential(*layers)
-        side = cfg.resolution // 2 ** len(cfg.kp_channels)
+        side = cfg.core // 2 ** len(cfg.kp_channels)
         self.squeeze = conv_bn_relu(c, 32, 1)
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(32 * side * side, 512), nn.ReLU(inplace=True),
                                   nn.Linear(512, self.num_kp * 3))
@@ -37,5 +39,6 @@ class KeypointDetector(nn.Module):
             bias[:, 2] = 3.0
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        image = downsample(image, self.size)
         out = self.head(self.squeeze(self.features(image))).view(-1, self.num_kp, 3)
         return torch.tanh(out[..., :2]), torch.sigmoid(out[..., 2])

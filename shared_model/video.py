@@ -44,10 +44,12 @@ def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
         raise VideoError(f"cannot read video {path}: {exc}") from exc
 
 
-def read_frames(path: str | Path, max_frames: int | None = None) -> np.ndarray:
-    """All frames (or the first ``max_frames``) of a video as an array (T, H, W, 3)."""
+def read_frames(path: str | Path, max_frames: int | None = None, step: int = 1) -> np.ndarray:
+    """All frames (or the first ``max_frames``; every ``step``-th one) of a video as an array (T, H, W, 3)."""
     frames = []
-    for frame in iter_frames(path):
+    for i, frame in enumerate(iter_frames(path)):
+        if i % step:
+            continue
         frames.append(frame)
         if max_frames is not None and len(frames) >= max_frames:
             break
