@@ -16,7 +16,7 @@ import json
 import logging
 from pathlib import Path
 
-from shared_model.model import DEFAULT_MODEL, load_model
+from shared_model.nets.model import DEFAULT_MODEL, load_model
 
 from .call import CallSetting, run_calls
 from .plot import plot_points

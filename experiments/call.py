@@ -17,8 +17,8 @@ import numpy as np
 from tqdm import tqdm
 
 from receiver.demo import recording_vs_sent, run_call
-from shared_model.model import load_model
-from shared_model.video import read_frames
+from shared_model.nets.model import load_model
+from shared_model.media.video import read_frames
 
 from .quality import frame_scores
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared_model.keycoding import CodingSettings
-from shared_model.wire import FrameDecoder, FrameEncoder, ModelIdentity
+from shared_model.wire.keycoding import CodingSettings
+from shared_model.wire.messages import FrameDecoder, FrameEncoder, ModelIdentity
 
 #: Keypoint stream bitrates are quoted at this frame rate (bits per source frame x 25).
 REFERENCE_FPS = 25.0

@@ -1,6 +1,6 @@
 """Frame quality on uint8 RGB: PSNR, SSIM and MS-SSIM, per frame.
 
-PSNR and SSIM are ``shared_model.metrics`` (SSIM: 11-tap Gaussian window, sigma 1.5, valid region, mean over
+PSNR and SSIM are ``shared_model.media.metrics`` (SSIM: 11-tap Gaussian window, sigma 1.5, valid region, mean over
 channels). MS-SSIM (Wang, Simoncelli & Bovik 2003) is computed here with the same window: contrast-structure
 terms at every scale but the coarsest, the full SSIM at the coarsest, combined with the standard exponents
 (0.0448, 0.2856, 0.3001, 0.2363, 0.1333), per channel, then averaged over channels. A scale needs a side of at
@@ -13,8 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from shared_model.inference import to_tensor
-from shared_model.metrics import _gaussian_window, psnr, ssim
+from shared_model.runtime.inference import to_tensor
+from shared_model.media.metrics import _gaussian_window, psnr, ssim
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 WINDOW, SIGMA = 11, 1.5

@@ -26,11 +26,11 @@ import torch
 from tqdm import tqdm
 
 from shared_model.evaluate import load_clip
-from shared_model.inference import KeypointExtractor, Renderer
-from shared_model.keycoding import CodingSettings
-from shared_model.model import load_model
-from shared_model.references import load_reference_images
-from shared_model.video import video_fps
+from shared_model.runtime.inference import KeypointExtractor, Renderer
+from shared_model.wire.keycoding import CodingSettings
+from shared_model.nets.model import load_model
+from shared_model.media.references import load_reference_images
+from shared_model.media.video import video_fps
 
 from .baselines import encode_decode
 from .keystream import REFERENCE_FPS, code_stream, held_frames

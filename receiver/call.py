@@ -15,10 +15,10 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from shared_model.aio import unless_stopped
-from shared_model.records import CONTROL, read_records
-from shared_model.rtc import ConnectionWatch, DatagramTap, create_channels
-from shared_model.wire import encode_control
+from shared_model.call.aio import unless_stopped
+from shared_model.wire.records import CONTROL, read_records
+from shared_model.call.rtc import ConnectionWatch, DatagramTap, create_channels
+from shared_model.wire.messages import encode_control
 from signaling.client import SignalingClient
 
 from .session import Session

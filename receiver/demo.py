@@ -25,11 +25,11 @@ import cv2
 import numpy as np
 
 from sender.capture import FileSource
-from shared_model.crop import StreamCropper
-from shared_model.model import DEFAULT_MODEL, load_model
-from shared_model.references import load_reference_images
-from shared_model.synthetic import talking_face
-from shared_model.video import read_frames, write_video
+from shared_model.media.crop import StreamCropper
+from shared_model.nets.model import DEFAULT_MODEL, load_model
+from shared_model.media.references import load_reference_images
+from shared_model.training.synthetic import talking_face
+from shared_model.media.video import read_frames, write_video
 
 
 def free_port() -> int:

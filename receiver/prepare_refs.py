@@ -1,7 +1,7 @@
 """Reference images from one's own video: ``python -m receiver.prepare_refs --video FILE --out ./me --count 4``.
 
 Frames are sampled every 0.2 s and cropped around the face as reference images are
-(``shared_model.crop.crop_image``); frames without a face, crops in which the face is not found again, and
+(``shared_model.media.crop.crop_image``); frames without a face, crops in which the face is not found again, and
 blurry crops (below-median sharpness) are passed over. Then ``count`` crops as different from each other
 as possible are chosen (farthest-point sampling on small grey thumbnails, starting from the most typical
 one) and written as PNGs. Give the receiver the folder: ``python -m receiver --refs ./me ...``.
@@ -16,8 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from shared_model.crop import NoFaceError, crop_image, detect_face
-from shared_model.video import VideoError, iter_frames, video_fps
+from shared_model.media.crop import NoFaceError, crop_image, detect_face
+from shared_model.media.video import VideoError, iter_frames, video_fps
 
 log = logging.getLogger(__name__)
 

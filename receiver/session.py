@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from shared_model.aio import LatestSlot
-from shared_model.backend import FrameRenderer
-from shared_model.wire import (
+from shared_model.call.aio import LatestSlot
+from shared_model.runtime.backend import FrameRenderer
+from shared_model.wire.messages import (
     ACK_INTERVAL_S,
     FrameDecoder,
     FrameMessage,

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from shared_model.rtc import DatagramTap, TapCounts, kbps, wire_rates
-from shared_model.wire import FrameMessage
+from shared_model.call.rtc import DatagramTap, TapCounts, kbps, wire_rates
+from shared_model.wire.messages import FrameMessage
 
 
 def summary(values: list[float]) -> dict[str, float | int | None]:

@@ -22,8 +22,8 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from shared_model.aio import LatestSlot, unless_stopped
-from shared_model.rtc import (
+from shared_model.call.aio import LatestSlot, unless_stopped
+from shared_model.call.rtc import (
     ConnectionWatch,
     DatagramTap,
     Impairment,
@@ -31,8 +31,8 @@ from shared_model.rtc import (
     wait_open,
     wire_rates,
 )
-from shared_model.video import VideoError
-from shared_model.wire import WireError, decode_ack, decode_control, encode_control
+from shared_model.media.video import VideoError
+from shared_model.wire.messages import WireError, decode_ack, decode_control, encode_control
 from signaling.client import SignalingClient
 
 from .capture import Captured, FrameSource

@@ -16,7 +16,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from shared_model.video import VideoError, iter_frames, video_fps
+from shared_model.media.video import VideoError, iter_frames, video_fps
 
 log = logging.getLogger(__name__)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 
-from shared_model.backend import Extractor
-from shared_model.crop import StreamCropper
-from shared_model.keycoding import CodingSettings
-from shared_model.wire import EncodedFrame, FrameEncoder, ModelIdentity
+from shared_model.runtime.backend import Extractor
+from shared_model.media.crop import StreamCropper
+from shared_model.wire.keycoding import CodingSettings
+from shared_model.wire.messages import EncodedFrame, FrameEncoder, ModelIdentity
 
 from .capture import Captured
 

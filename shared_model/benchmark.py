@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .model import DEFAULT_MODEL, CodecModel, load_model, pick_device
+from .nets.model import DEFAULT_MODEL, CodecModel, load_model, pick_device
 
 
 def _time_ms(fn: Callable[[], object], device: torch.device, repeats: int) -> float:

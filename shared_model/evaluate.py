@@ -27,12 +27,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .crop import clip_crop
-from .inference import KeypointExtractor, Renderer, spread_subset, to_tensor
-from .metrics import psnr, ssim
-from .model import DEFAULT_MODEL, CodecModel, load_model, pick_device
-from .references import load_reference_images
-from .video import read_frames, video_fps, write_video
+from .media.crop import clip_crop
+from .runtime.inference import KeypointExtractor, Renderer, spread_subset, to_tensor
+from .media.metrics import psnr, ssim
+from .nets.model import DEFAULT_MODEL, CodecModel, load_model, pick_device
+from .media.references import load_reference_images
+from .media.video import read_frames, video_fps, write_video
 
 log = logging.getLogger(__name__)
 

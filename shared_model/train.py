@@ -1,6 +1,6 @@
 """Train the codec model: ``python -m shared_model.train --data CACHE --out RUN [options]``.
 
-CACHE is a folder written by ``python -m shared_model.data``. The run folder receives ``checkpoint.pt``
+CACHE is a folder written by ``python -m shared_model.training.data``. The run folder receives ``checkpoint.pt``
 (resumable), ``model.pt`` (shipped format, fp16), ``metrics.jsonl`` and validation grids ``val_STEP.png``.
 Options may also come from a JSON file (``--config FILE``, keys as the long flags with underscores); flags
 given on the command line win.
@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .config import ModelConfig
-from .data import FrameCache, PairSampler
-from .losses import LossWeights
-from .metrics import psnr
-from .model import CodecModel, build_model, copy_matching, load_model, pick_device, save_model
+from .nets.config import ModelConfig
+from .training.data import FrameCache, PairSampler
+from .training.losses import LossWeights
+from .media.metrics import psnr
+from .nets.model import CodecModel, build_model, copy_matching, load_model, pick_device, save_model
 
 log = logging.getLogger(__name__)
 

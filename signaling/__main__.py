@@ -8,7 +8,7 @@ import argparse
 import asyncio
 import logging
 
-from shared_model.aio import stop_on_signals
+from shared_model.call.aio import stop_on_signals
 
 from .server import SignalingServer, bound_port
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from shared_model.config import ModelConfig
-from shared_model.synthetic import talking_face
-from shared_model.video import write_video
+from shared_model.nets.config import ModelConfig
+from shared_model.training.synthetic import talking_face
+from shared_model.media.video import write_video
 
 # Two threads on the 2-core CI machine; OMP_NUM_THREADS (e.g. 1 beside a training job) wins when set.
 if "OMP_NUM_THREADS" not in os.environ:

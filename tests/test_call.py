@@ -28,14 +28,14 @@ from receiver.demo import free_port, sender_crops, wait_healthy
 from receiver.display import Display, DisplayUnavailable
 from sender import __main__ as sender_cli
 from sender.call import OpenCall, open_call
-from shared_model.config import ModelConfig
-from shared_model.keycoding import CodingSettings
-from shared_model.model import TPSModel, available_models, load_model, save_model
-from shared_model.references import load_reference_images
-from shared_model.rtc import ice_configuration
-from shared_model.synthetic import talking_face
-from shared_model.video import read_frames, write_video
-from shared_model.wire import FrameEncoder, ModelIdentity, encode_control
+from shared_model.nets.config import ModelConfig
+from shared_model.wire.keycoding import CodingSettings
+from shared_model.nets.model import TPSModel, available_models, load_model, save_model
+from shared_model.media.references import load_reference_images
+from shared_model.call.rtc import ice_configuration
+from shared_model.training.synthetic import talking_face
+from shared_model.media.video import read_frames, write_video
+from shared_model.wire.messages import FrameEncoder, ModelIdentity, encode_control
 from signaling.client import SignalingClient
 from signaling.server import SignalingServer, bound_port
 

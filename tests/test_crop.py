@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from shared_model.crop import NoFaceError, StreamCropper, clip_crop, crop_image, detect_face
+from shared_model.media.crop import NoFaceError, StreamCropper, clip_crop, crop_image, detect_face
 
 
 def test_face_found_and_crop_inside_frame(face_frames):

@@ -14,11 +14,11 @@ from experiments.keystream import code_stream, held_frames
 from experiments.quality import frame_scores, ms_ssim, ms_ssim_scales
 from experiments.rd import Clip, ClipRun, Options, kbps
 from experiments.summary import needed_rate
-from shared_model.config import ModelConfig
-from shared_model.keycoding import CodingSettings
-from shared_model.model import TPSModel, save_model
-from shared_model.synthetic import talking_face
-from shared_model.video import write_video
+from shared_model.nets.config import ModelConfig
+from shared_model.wire.keycoding import CodingSettings
+from shared_model.nets.model import TPSModel, save_model
+from shared_model.training.synthetic import talking_face
+from shared_model.media.video import write_video
 
 TINY = ModelConfig(resolution=64, kp_channels=(16, 32, 32), motion_channels=(32, 64), gen_channels=(16, 32, 64))
 

@@ -8,15 +8,15 @@ import pytest
 import torch
 
 from receiver.demo import run_call
-from shared_model.backend import Backend
+from shared_model.runtime.backend import Backend
 from shared_model.benchmark import benchmark
-from shared_model.config import ModelConfig
-from shared_model.crop import clip_crop
-from shared_model.data import prepare
-from shared_model.inference import Renderer
-from shared_model.model import IWModel, TPSModel, load_model, save_model
+from shared_model.nets.config import ModelConfig
+from shared_model.media.crop import clip_crop
+from shared_model.training.data import prepare
+from shared_model.runtime.inference import Renderer
+from shared_model.nets.model import IWModel, TPSModel, load_model, save_model
 from shared_model.train import TrainOptions, init_model, train
-from shared_model.video import write_video
+from shared_model.media.video import write_video
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +103,8 @@ def test_iw_starts_from_tps_weights(tmp_path, small_config):
     torch.testing.assert_close(iw.detector.state_dict(), tps.detector.state_dict(), **close)
     torch.testing.assert_close(iw.generator.decoder.state_dict(), tps.generator.decoder.state_dict(), **close)
     with pytest.raises(ValueError, match="px"):
+        init_model(str(tmp_path / "tps.pt"), "iw", 32)
+    with pytest.raises(ValueError, match="full-resolution"):
         init_model(str(tmp_path / "tps.pt"), "iw", 128)
 
 

@@ -1,7 +1,7 @@
 import torch
 
-from shared_model.losses import LossWeights
-from shared_model.model import TPSModel
+from shared_model.training.losses import LossWeights
+from shared_model.nets.model import TPSModel
 
 
 def test_shapes_and_ranges(small_config):

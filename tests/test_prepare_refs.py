@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from receiver.prepare_refs import main, pick_diverse
-from shared_model.references import load_reference_images
-from shared_model.synthetic import talking_face
-from shared_model.video import write_video
+from shared_model.media.references import load_reference_images
+from shared_model.training.synthetic import talking_face
+from shared_model.media.video import write_video
 
 
 def test_writes_loadable_distinct_references(tmp_path):

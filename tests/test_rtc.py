@@ -6,7 +6,7 @@ import asyncio
 import pytest
 from aiortc import RTCPeerConnection
 
-from shared_model.rtc import DatagramTap, Impairment, create_channels, ice_configuration, wait_open
+from shared_model.call.rtc import DatagramTap, Impairment, create_channels, ice_configuration, wait_open
 
 
 def test_ice_servers():

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from shared_model.tps import REGULARISER, RandomTPS, gauss_jordan_solve, make_grid, tps_apply, tps_params, warp
+from shared_model.nets.tps import REGULARISER, RandomTPS, gauss_jordan_solve, make_grid, tps_apply, tps_params, warp
 
 
 def numpy_tps_params(ctrl: np.ndarray, target: np.ndarray) -> np.ndarray:

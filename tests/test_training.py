@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from shared_model.data import FrameCache, PairSampler, prepare
-from shared_model.losses import LossWeights
-from shared_model.model import TPSModel, load_model
+from shared_model.training.data import FrameCache, PairSampler, prepare
+from shared_model.training.losses import LossWeights
+from shared_model.nets.model import TPSModel, load_model
 from shared_model.train import TrainOptions, train
 
 

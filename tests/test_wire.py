@@ -7,9 +7,9 @@ import random
 import numpy as np
 import pytest
 
-from shared_model.keycoding import CodingSettings, dequantize, quantize
-from shared_model.records import RecordWriter, read_records
-from shared_model.wire import (
+from shared_model.wire.keycoding import CodingSettings, dequantize, quantize
+from shared_model.wire.records import RecordWriter, read_records
+from shared_model.wire.messages import (
     MAX_DISTANCE,
     FrameDecoder,
     FrameEncoder,

@@ -5,7 +5,7 @@ agreed once, in the hello on the reliable control channel; a frame message repea
 
     byte 0      wire version (4 high bits, 2) | reference distance d (4 low bits: 0 = intra, else seq - d)
     bytes 1-2   seq mod 2**16, little-endian (unwrapped by the receiver next to the newest seq it decoded)
-    bytes 3-    the range-coded frame (shared_model.keycoding): capture time, keypoints, strengths
+    bytes 3-    the range-coded frame (shared_model.wire.keycoding): capture time, keypoints, strengths
 
 A predicted frame refers to an earlier frame by its distance d <= 15 in sequence numbers. Anchor frames (every
 ``anchor_every``-th sent) refer only to frames the receiver has acknowledged, the frames between to the frame

@@ -23,7 +23,7 @@ from .blocks import Down, Hourglass
 from .config import ModelConfig
 from .dense_motion import keypoint_heatmaps
 from .generator import Decoder, SourceEncoder
-from .references import keypoint_distance
+from ..media.references import keypoint_distance
 
 
 def positional_encoding(size: int, dim: int) -> torch.Tensor:

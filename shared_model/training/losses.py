@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .metrics import ssim
+from ..media.metrics import ssim
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 The head turns, nods and shifts smoothly, the mouth opens and closes, and the eyes blink, all by smooth
 image warps of one photograph, so every frame is a plausible face that a face detector finds.
-``python -m shared_model.synthetic --out clip.mp4`` writes such a clip.
+``python -m shared_model.training.synthetic --out clip.mp4`` writes such a clip.
 """
 from __future__ import annotations
 
@@ -63,9 +63,9 @@ def talking_face(frames: int = 100, size: int = 256, seed: int = 0, fps: float =
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .video import write_video
+    from ..media.video import write_video
 
-    ap = argparse.ArgumentParser(prog="python -m shared_model.synthetic", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m shared_model.training.synthetic", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="mp4 file to write")
     ap.add_argument("--frames", type=int, default=100)

@@ -1,6 +1,6 @@
 """Training data: face-cropped frames of a folder of videos, cached at the model resolution.
 
-``python -m shared_model.data --videos DIR --out CACHE --resolution 256`` decodes every video under DIR,
+``python -m shared_model.training.data --videos DIR --out CACHE --resolution 256`` decodes every video under DIR,
 crops the face once per clip, and writes ``CACHE/frames.npy`` (all frames, uint8) and ``CACHE/index.json``
 (clips, frame ranges, crops, the person in each clip, and the train / held-out split, made by person).
 
@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .crop import NoFaceError, clip_crop
-from .video import VideoError, read_frames, video_fps
+from ..media.crop import NoFaceError, clip_crop
+from ..media.video import VideoError, read_frames, video_fps
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ class PairSampler:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m shared_model.data", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m shared_model.training.data", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--videos", required=True, help="a video file or a folder searched recursively")
     ap.add_argument("--out", required=True, help="cache folder to write")

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Self
 
-from .wire import MAX_CONTROL_BYTES, MAX_FRAME_BYTES, WireError
+from .messages import MAX_CONTROL_BYTES, MAX_FRAME_BYTES, WireError
 
 CONTROL, FRAME = b"C", b"F"
 _HEADER = struct.Struct(">cI")

@@ -14,9 +14,9 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from .export import META_FILE, PARTS, feature_names
-from .model import TPSModel
-from .references import ReferencePicker
+from .graphs import META_FILE, PARTS, feature_names
+from ..nets.model import TPSModel
+from ..media.references import ReferencePicker
 
 log = logging.getLogger(__name__)
 

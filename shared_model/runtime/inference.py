@@ -6,8 +6,8 @@ import logging
 import numpy as np
 import torch
 
-from .model import CodecModel
-from .references import ReferencePicker
+from ..nets.model import CodecModel
+from ..media.references import ReferencePicker
 
 log = logging.getLogger(__name__)
 

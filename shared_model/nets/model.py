@@ -14,10 +14,10 @@ from .config import ModelConfig
 from .generator import TPSGenerator
 from .implicit import IWGenerator
 from .keypoints import KeypointDetector
-from .losses import LossWeights, reconstruction_loss, warp_loss
+from ..training.losses import LossWeights, reconstruction_loss, warp_loss
 from .tps import RandomTPS
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_DIR = Path(__file__).parents[1] / "weights"
 #: The model named when none is given.
 DEFAULT_MODEL = "tps"
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .inference import KeypointExtractor, Renderer
-from .model import DEFAULT_MODEL, CodecModel, load_model, pick_device
+from ..nets.model import DEFAULT_MODEL, CodecModel, load_model, pick_device
 
 if TYPE_CHECKING:
     from .onnx_backend import OnnxModel
@@ -71,7 +71,7 @@ class Backend:
         return cls(args.model, args.backend, args.device, args.onnx_dir, args.threads)
 
     def _onnx(self, parts: tuple[str, ...]) -> OnnxModel:
-        from .export import META_FILE, export_model
+        from .graphs import META_FILE, export_model
         from .onnx_backend import OnnxModel  # onnxruntime only when asked for
 
         if not (self.onnx_dir / META_FILE).is_file():

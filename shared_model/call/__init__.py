@@ -1,0 +1,1 @@
+"""WebRTC and asyncio plumbing both ends of a call share."""

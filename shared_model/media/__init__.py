@@ -1,0 +1,1 @@
+"""Video files, the face crop, reference pictures and picture quality measures."""

@@ -1,0 +1,1 @@
+"""The codec networks and their configuration."""

@@ -1,0 +1,1 @@
+"""Running the networks per frame, with torch or onnxruntime."""

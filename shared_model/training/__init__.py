@@ -1,0 +1,1 @@
+"""Training data, losses and synthetic faces."""

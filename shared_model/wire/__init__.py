@@ -1,0 +1,1 @@
+"""Messages on the wire: the keypoint coding, frame and control messages, call files."""
