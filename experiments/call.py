@@ -20,7 +20,7 @@ from receiver.demo import recording_vs_sent, run_call
 from shared_model.nets.model import load_model
 from shared_model.media.video import read_frames
 
-from .quality import frame_scores
+from shared_model.media.metrics import frame_scores
 
 
 @dataclass(frozen=True)

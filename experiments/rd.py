@@ -34,7 +34,7 @@ from shared_model.media.video import video_fps
 
 from .baselines import encode_decode
 from .keystream import REFERENCE_FPS, code_stream, held_frames
-from .quality import frame_scores
+from shared_model.media.metrics import frame_scores
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import torch
 from experiments.__main__ import main as experiments_main
 from experiments.baselines import encode_decode
 from experiments.keystream import code_stream, held_frames
-from experiments.quality import frame_scores, ms_ssim, ms_ssim_scales
+from shared_model.media.metrics import frame_scores, ms_ssim, ms_ssim_scales
 from experiments.rd import Clip, ClipRun, Options, kbps
 from experiments.summary import needed_rate
 from shared_model.nets.config import ModelConfig
