@@ -55,6 +55,7 @@ class TrainOptions:
     crop_jitter: float = 0.0  # re-frame each training sample by up to this share of the crop (see PairSampler)
     kp_noise_px: float = 0.0  # tps: uniform noise this wide (px) on the driving keypoints, e.g. the wire's step
     channels_last: bool = True  # NHWC tensors: 18 % faster steps on the development CPU (docs/model.md)
+    freeze_detector: bool = False  # train the generator only (enrolment: the sender keeps the shipped detector)
 
 
 def load_caches(paths: list[str]) -> list[tuple[FrameCache, list[dict], list[dict]]]:
@@ -88,12 +89,20 @@ def save_grid(path: Path, source: torch.Tensor, driving: torch.Tensor, predictio
     cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
 
 
+def set_training(model: CodecModel, freeze_detector: bool) -> None:
+    """Training mode, except a frozen detector, which keeps its batch-norm statistics."""
+    model.train()
+    if freeze_detector:
+        model.detector.eval()
+
+
 @torch.no_grad()
-def validate(model: CodecModel, src: torch.Tensor, drv: torch.Tensor, device: torch.device, batch: int = 8):
+def validate(model: CodecModel, src: torch.Tensor, drv: torch.Tensor, device: torch.device, batch: int = 8,
+             freeze_detector: bool = False):
     model.eval()
     preds = torch.cat([model.reconstruct(src[i:i + batch].to(device), drv[i:i + batch].to(device)).cpu()
                        for i in range(0, len(src), batch)])
-    model.train()
+    set_training(model, freeze_detector)
     return psnr(preds, drv).mean().item(), psnr(src, drv).mean().item(), preds
 
 
@@ -163,14 +172,18 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
         model = build_model(model_cfg or new_config(opts.model, res, opts.core_resolution, opts.hr_channels))
     if model.kind != opts.model:
         raise ValueError(f"the model config is for {model.kind}, not --model {opts.model}")
-    model = model.to(device).train()
+    model = model.to(device)
+    set_training(model, opts.freeze_detector)
+    if opts.freeze_detector:
+        model.detector.requires_grad_(False)
+        weights = replace(weights, equivariance=0.0)
     memory_format = torch.channels_last if opts.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     if opts.kp_noise_px:
         if model.kind != "tps":
             raise ValueError("--kp-noise-px is for the tps generator")
         model.kp_noise = opts.kp_noise_px * 2.0 / res
-    opt = torch.optim.Adam(model.parameters(), lr=opts.lr, betas=(0.5, 0.999))
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=opts.lr, betas=(0.5, 0.999))
     step, elapsed, history = 0, 0.0, []
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.exists():
@@ -183,6 +196,7 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
                 for i, (cache, train_clips, _) in enumerate(caches)]
     val_src, val_drv = validation_pairs(caches, opts.val_pairs)
     held_names = [c["name"] for _, _, held in caches for c in held]
+    held_people = {c["name"]: c.get("person", c["name"]) for _, _, held in caches for c in held}
 
     def save() -> None:
         torch.save({"model_state": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
@@ -191,7 +205,8 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
                               "state": model.state_dict()}}, ckpt_path)
         save_model(model, out / "model.pt", opts.model_id,
                    {"steps": step, "train_minutes": round(elapsed / 60, 1), "data": [str(d) for d in opts.data],
-                    "device": str(device), "held_out_clips": held_names})
+                    "device": str(device), "held_out_clips": held_names,
+                    "held_out_people": held_people})
 
     log_file = (out / "metrics.jsonl").open("a")
     started = time.time() - elapsed
@@ -199,7 +214,7 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
     running: dict[str, float] = {}
 
     def run_validation() -> dict[str, float]:
-        val_psnr, base_psnr, preds = validate(model, val_src, val_drv, device)
+        val_psnr, base_psnr, preds = validate(model, val_src, val_drv, device, freeze_detector=opts.freeze_detector)
         save_grid(out / f"val_{step:06d}.png", val_src, val_drv, preds)
         bar.write(f"step {step}: validation PSNR {val_psnr:.2f} dB (frozen reference {base_psnr:.2f} dB)")
         history.append({"step": step, "val_psnr": val_psnr, "val_baseline_psnr": base_psnr, "time_s": round(elapsed, 1)})
@@ -267,6 +282,8 @@ def parse_args(argv: list[str] | None) -> TrainOptions:
         ap.add_argument("--" + name.replace("_", "-"), type=float)
     ap.add_argument("--device", choices=["auto", "cuda", "cpu"])
     ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
+    ap.add_argument("--freeze-detector", action="store_true", default=None,
+                    help="train the generator only (the keypoints stay those of --init)")
     args = ap.parse_args(argv)
     values = json.loads(Path(args.config).read_text()) if args.config else {}
     values.update({k: v for k, v in vars(args).items() if v is not None and k != "config"})

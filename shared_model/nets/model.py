@@ -40,8 +40,15 @@ class CodecModel(nn.Module):
 
     @property
     def version(self) -> str:
-        """Short hash of the weights: both ends of a call must hold the same."""
+        """Short hash of the weights."""
         return self.meta.get("version", "0")
+
+    @property
+    def detector_version(self) -> str:
+        """Short hash of the keypoint detector's weights (as shipped, fp16): what the two ends of a call must
+        share. A personal generator enrolled from a shipped model keeps that model's detector."""
+        return weights_version({k: v.half() if v.is_floating_point() else v
+                                for k, v in self.detector.state_dict().items()})
 
     def frame_losses(self, prediction: torch.Tensor, driving: torch.Tensor, kp_drv: torch.Tensor,
                      weights: LossWeights) -> dict[str, torch.Tensor]:
@@ -147,7 +154,8 @@ def weights_version(state: dict[str, torch.Tensor]) -> str:
 def save_model(model: CodecModel, path: str | Path, model_id: str, extra: dict[str, Any] | None = None) -> dict:
     """Write the shipped format: fp16 weights, config and meta (id, version, training notes)."""
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
-    meta = {**model.meta, **(extra or {}), "id": model_id, "kind": model.kind, "version": weights_version(state)}
+    meta = {**model.meta, **(extra or {}), "id": model_id, "kind": model.kind, "version": weights_version(state),
+            "detector_version": model.detector_version}
     buf = io.BytesIO()
     torch.save({"config": model.cfg.to_dict(), "meta": meta, "state": state}, buf)
     Path(path).write_bytes(buf.getvalue())
