@@ -22,7 +22,9 @@ import torch
 from tqdm import tqdm
 
 from .nets.config import ModelConfig
+from .nets.mobilenet import load_imagenet
 from .training.data import FrameCache, PairSampler
+from .training.distill import distill_detector
 from .training.losses import LossWeights
 from .media.metrics import psnr
 from .nets.model import CodecModel, build_model, copy_matching, load_model, pick_device, save_model
@@ -56,6 +58,9 @@ class TrainOptions:
     kp_noise_px: float = 0.0  # tps: uniform noise this wide (px) on the driving keypoints, e.g. the wire's step
     channels_last: bool = True  # NHWC tensors: 18 % faster steps on the development CPU (docs/model.md)
     freeze_detector: bool = False  # train the generator only (enrolment: the sender keeps the shipped detector)
+    feature_loss: float = 0.0  # weight of the ImageNet MobileNetV2 feature loss (0: off)
+    kp_backbone: str | None = None  # swap the --init model's detector backbone (cnn, mobilenet_v2) ...
+    distill_steps: int = 1000  # ... teaching the new one the old one's keypoints first, for this many steps
 
 
 def load_caches(paths: list[str]) -> list[tuple[FrameCache, list[dict], list[dict]]]:
@@ -128,7 +133,8 @@ def new_config(kind: str, resolution: int, core: int | None, hr_channels: list[i
     return grown_config(ModelConfig(generator=kind, resolution=core, core_resolution=core), resolution, hr_channels)
 
 
-def init_model(init: str, kind: str, resolution: int, hr_channels: list[int] | None = None) -> CodecModel:
+def init_model(init: str, kind: str, resolution: int, hr_channels: list[int] | None = None,
+               kp_backbone: str | None = None) -> CodecModel:
     """Start from trained weights: every tensor of the same name and shape is copied, so the same generator
     is fine-tuned, an ``iw`` model can start from ``tps`` weights (detector, encoder, decoder), and a model
     can be grown to a higher output resolution (its core copied, the new full-resolution levels starting
@@ -136,7 +142,9 @@ def init_model(init: str, kind: str, resolution: int, hr_channels: list[int] | N
     base = load_model(init)
     if base.cfg.resolution > resolution:
         raise ValueError(f"--init model is {base.cfg.resolution} px, data is {resolution} px")
-    model = build_model(replace(grown_config(base.cfg, resolution, hr_channels), generator=kind))
+    cfg = replace(grown_config(base.cfg, resolution, hr_channels), generator=kind,
+                  kp_backbone=kp_backbone or base.cfg.kp_backbone)
+    model = build_model(cfg)
     copied = copy_matching(model, base.state_dict())
     log.info("started %s from %s: %d of %d tensors copied", kind, init, copied, len(model.state_dict()))
     model.meta = {"init": str(init)}
@@ -167,7 +175,7 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
         if cache.frames.shape[1] != res:
             raise ValueError("all data caches must have the same resolution")
     if opts.init:
-        model = init_model(opts.init, opts.model, res, opts.hr_channels)
+        model = init_model(opts.init, opts.model, res, opts.hr_channels, opts.kp_backbone)
     else:
         model = build_model(model_cfg or new_config(opts.model, res, opts.core_resolution, opts.hr_channels))
     if model.kind != opts.model:
@@ -177,6 +185,8 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
     if opts.freeze_detector:
         model.detector.requires_grad_(False)
         weights = replace(weights, equivariance=0.0)
+    if opts.feature_loss:
+        weights = replace(weights, feature=opts.feature_loss)
     memory_format = torch.channels_last if opts.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     if opts.kp_noise_px:
@@ -194,6 +204,14 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
         log.info("resumed from %s at step %d", ckpt_path, step)
     samplers = [PairSampler(cache, train_clips, seed=opts.seed + step + i, crop_jitter=opts.crop_jitter)
                 for i, (cache, train_clips, _) in enumerate(caches)]
+    teacher = load_model(opts.init, device) if opts.init and step == 0 else None
+    if teacher is not None and teacher.cfg.kp_backbone != model.cfg.kp_backbone:
+        # A new detector backbone: ImageNet start, then the old detector's keypoints, then joint training.
+        if model.cfg.kp_backbone == "mobilenet_v2":
+            load_imagenet(model.detector.backbone)
+        distill_detector(model.detector, teacher.detector, samplers[0], opts.distill_steps, device=device)
+        model.detector.to(memory_format=memory_format)
+        set_training(model, opts.freeze_detector)
     val_src, val_drv = validation_pairs(caches, opts.val_pairs)
     held_names = [c["name"] for _, _, held in caches for c in held]
     held_people = {c["name"]: c.get("person", c["name"]) for _, _, held in caches for c in held}
@@ -275,12 +293,13 @@ def parse_args(argv: list[str] | None) -> TrainOptions:
     ap.add_argument("--model-id", help="name stored in the weights (and on the wire)")
     ap.add_argument("--init", help="start from these weights (shipped name or file): fine-tuning")
     for name in ("steps", "stop_at", "batch", "seed", "val_every", "val_pairs", "save_every", "threads", "max_refs",
-                 "core_resolution"):
+                 "core_resolution", "distill_steps"):
         ap.add_argument("--" + name.replace("_", "-"), type=int)
     ap.add_argument("--hr-channels", type=int, nargs="+", help="channels of each full-resolution level")
-    for name in ("lr", "time_limit_min", "dropout_until", "crop_jitter", "kp_noise_px"):
+    for name in ("lr", "time_limit_min", "dropout_until", "crop_jitter", "kp_noise_px", "feature_loss"):
         ap.add_argument("--" + name.replace("_", "-"), type=float)
     ap.add_argument("--device", choices=["auto", "cuda", "cpu"])
+    ap.add_argument("--kp-backbone", choices=["cnn", "mobilenet_v2"])
     ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     ap.add_argument("--freeze-detector", action="store_true", default=None,
                     help="train the generator only (the keypoints stay those of --init)")

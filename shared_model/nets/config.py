@@ -22,6 +22,7 @@ class ModelConfig:
     hr_channels: tuple[int, ...] = ()  # one per doubling from core_resolution to resolution
     num_tps: int = 10  # K TPS transforms
     points_per_tps: int = 5  # N control points per transform
+    kp_backbone: str = "cnn"  # keypoint detector: "cnn" (kp_channels) or "mobilenet_v2" (ImageNet-initialised)
     kp_channels: tuple[int, ...] = (32, 64, 128, 192)  # keypoint detector stages (each halves the size)
     motion_scale: int = 4  # dense motion runs at resolution / motion_scale
     motion_channels: tuple[int, ...] = (64, 128, 256)  # dense motion hourglass
@@ -42,6 +43,8 @@ class ModelConfig:
         if self.core * 2 ** len(self.hr_channels) != self.resolution:
             raise ValueError(f"resolution {self.resolution} must be core_resolution {self.core} doubled once per "
                              f"entry of hr_channels {self.hr_channels}")
+        if self.kp_backbone not in ("cnn", "mobilenet_v2"):
+            raise ValueError(f"unknown keypoint backbone {self.kp_backbone!r} (cnn or mobilenet_v2)")
         if self.generator == "iw" and self.hr_channels:
             raise ValueError("the iw generator has no full-resolution levels yet")
 

@@ -6,10 +6,15 @@ from torch import nn
 
 from .blocks import conv_bn_relu, downsample
 from .config import ModelConfig
+from .mobilenet import channels_after, imagenet_normalise, mobilenet_v2_features
+
+#: MobileNetV2 blocks the detector keeps: the stem and inverted residuals up to stride 16.
+MOBILENET_BLOCKS = 14
 
 
 class KeypointDetector(nn.Module):
-    """A small CNN regressing keypoint coordinates in [-1, 1] and strengths in [0, 1].
+    """A CNN (a small one of its own, or MobileNetV2 to stride 16) regressing keypoint coordinates in [-1, 1]
+    and strengths in [0, 1].
 
     The last feature map is flattened (not pooled) so the regression keeps where things are.
     It reads the picture at ``cfg.core`` px: a larger input is box-filtered down first (the sender may
@@ -20,13 +25,18 @@ class KeypointDetector(nn.Module):
         super().__init__()
         self.num_kp = cfg.num_keypoints
         self.size = cfg.core
-        layers: list[nn.Module] = []
-        c = 3
-        for cout in cfg.kp_channels:
-            layers += [conv_bn_relu(c, cout, 3, 2), conv_bn_relu(cout, cout)]
-            c = cout
-        self.features = nn.Sequential(*layers)
-        side = cfg.core // 2 ** len(cfg.kp_channels)
+        self.mobilenet = cfg.kp_backbone == "mobilenet_v2"
+        if self.mobilenet:  # MobileNetV2 to stride 16 (96 channels)
+            self.backbone = mobilenet_v2_features(MOBILENET_BLOCKS)
+            c, side = channels_after(MOBILENET_BLOCKS), cfg.core // 16
+        else:
+            layers: list[nn.Module] = []
+            c = 3
+            for cout in cfg.kp_channels:
+                layers += [conv_bn_relu(c, cout, 3, 2), conv_bn_relu(cout, cout)]
+                c = cout
+            self.features = nn.Sequential(*layers)
+            side = cfg.core // 2 ** len(cfg.kp_channels)
         self.squeeze = conv_bn_relu(c, 32, 1)
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(32 * side * side, 512), nn.ReLU(inplace=True),
                                   nn.Linear(512, self.num_kp * 3))
@@ -40,5 +50,6 @@ class KeypointDetector(nn.Module):
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         image = downsample(image, self.size)
-        out = self.head(self.squeeze(self.features(image))).view(-1, self.num_kp, 3)
+        feats = self.backbone(imagenet_normalise(image)) if self.mobilenet else self.features(image)
+        out = self.head(self.squeeze(feats)).view(-1, self.num_kp, 3)
         return torch.tanh(out[..., :2]), torch.sigmoid(out[..., 2])
