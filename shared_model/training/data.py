@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..media.crop import NoFaceError, clip_crop
-from ..media.video import VideoError, read_frames, video_fps
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +78,8 @@ def prepare(videos: str | Path, out: str | Path, resolution: int, holdout_percen
             max_frames: int | None = None, frame_step: int = 1, people: People | None = None) -> dict:
     """Crop and cache every clip under ``videos`` (every ``frame_step``-th frame); returns the index written
     to ``out/index.json``. The split is by person (``people``; by default every clip is its own person)."""
+    from ..media.video import VideoError, read_frames, video_fps  # PyAV only here: training reads the cache alone
+
     root = Path(videos)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
