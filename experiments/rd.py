@@ -137,7 +137,7 @@ class ClipRun:
         return self._renderer
 
     def settings(self, px: float, anchor_every: int | None = None) -> CodingSettings:
-        return CodingSettings.from_px(px, self.model.cfg.resolution,
+        return CodingSettings.from_px(px, self.model.cfg.core,
                                       anchor_every=anchor_every or self.opts.anchor_every)
 
     def keypoint_point(self, px: float, every: int) -> dict[str, Any]:
@@ -180,7 +180,7 @@ class ClipRun:
         kp, _ = self.keypoints()
         ref_kp = self.renderer().kp.numpy()
         dist = np.linalg.norm(kp[:, None] - ref_kp[None], axis=-1).mean(-1).min(1)
-        return (dist * self.model.cfg.resolution / 2)[self.clip.scored].round(3).tolist()
+        return (dist * self.model.cfg.core / 2)[self.clip.scored].round(3).tolist()
 
 
 def run_clip(video: str | Path, refs: str | Path | None, model_name: str, out: str | Path, opts: Options) -> dict:

@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--fps", type=float, help="send at most N frames a second (default: the source's rate)")
     g = ap.add_argument_group("keypoint coding (wire v2; agreed with the receiver in the hello)")
     g.add_argument("--kp-step", type=float, default=0.5, metavar="PX",
-                   help="keypoint quantization step in pixels of the model's crop (default %(default)s)")
+                   help="keypoint quantization step in pixels of the detector's input (default %(default)s)")
     g.add_argument("--st-step", type=float, default=1 / 16, help="strength quantization step (default 1/16)")
     g.add_argument("--anchor-every", type=int, default=CodingSettings.anchor_every, metavar="G",
                    help="every G-th frame refers only to an acknowledged frame: a lost message spoils at most "
@@ -77,7 +77,7 @@ async def run(args: argparse.Namespace) -> int:
 def _pipeline(args: argparse.Namespace, fps: float) -> FramePipeline:
     backend = Backend.from_args(args)
     model = backend.model
-    settings = CodingSettings.from_px(args.kp_step, model.cfg.resolution, args.st_step, args.anchor_every)
+    settings = CodingSettings.from_px(args.kp_step, model.cfg.core, args.st_step, args.anchor_every)
     log.info("model %s version %s (%s, %s); coding %s", model.model_id, model.version, backend.kind, backend.device,
              settings.as_dict())
     return FramePipeline(backend.extractor(), ModelIdentity.of(model), model.cfg.resolution, fps, settings)

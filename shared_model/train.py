@@ -116,7 +116,8 @@ DEFAULT_HR_CHANNELS = (16, 8)
 
 
 def grown_config(cfg: ModelConfig, resolution: int, hr_channels: list[int] | None = None) -> ModelConfig:
-    """``cfg`` at an output ``resolution`` at least its own: the core stays, full-resolution levels are added."""
+    """``cfg`` at an output ``resolution`` at least its own: the core stays, full-resolution levels are added, and
+    the flow is composed at half the core resolution (then upsampled: it is smooth) to keep the receiver fast."""
     doublings = 0
     while cfg.resolution * 2**doublings < resolution:
         doublings += 1
@@ -125,7 +126,8 @@ def grown_config(cfg: ModelConfig, resolution: int, hr_channels: list[int] | Non
     added = tuple(hr_channels[len(cfg.hr_channels):] if hr_channels else DEFAULT_HR_CHANNELS[:doublings])
     if len(added) != doublings:
         raise ValueError(f"{doublings} full-resolution levels to add, {len(added)} channel counts given")
-    return replace(cfg, resolution=resolution, core_resolution=cfg.core, hr_channels=cfg.hr_channels + added)
+    return replace(cfg, resolution=resolution, core_resolution=cfg.core, hr_channels=cfg.hr_channels + added,
+                   flow_scale=max(cfg.flow_scale, 2) if doublings else cfg.flow_scale)
 
 
 def new_config(kind: str, resolution: int, core: int | None, hr_channels: list[int] | None) -> ModelConfig:

@@ -24,7 +24,8 @@ class ModelConfig:
     points_per_tps: int = 5  # N control points per transform
     kp_backbone: str = "cnn"  # keypoint detector: "cnn" (kp_channels) or "mobilenet_v2" (ImageNet-initialised)
     kp_channels: tuple[int, ...] = (32, 64, 128, 192)  # keypoint detector stages (each halves the size)
-    motion_scale: int = 4  # dense motion runs at resolution / motion_scale
+    motion_scale: int = 4  # dense motion runs at core / motion_scale
+    flow_scale: int = 1  # the TPS mappings are evaluated, and the flow composed, at core / flow_scale
     motion_channels: tuple[int, ...] = (64, 128, 256)  # dense motion hourglass
     heatmap_variance: float = 0.01
     gen_channels: tuple[int, ...] = (24, 48, 96, 192)  # generator encoder, one level per entry

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .blocks import Hourglass, Up, downsample
+from .blocks import Hourglass, Up
 from .config import ModelConfig
 from .tps import make_grid, tps_apply, tps_params, warp
 
@@ -20,11 +20,10 @@ def keypoint_heatmaps(kp: torch.Tensor, strength: torch.Tensor, h: int, w: int, 
 class DenseMotion(nn.Module):
     """Predicts, at core/motion_scale, K+1 contribution maps and occlusion masks for every generator level.
 
-    The flow is composed at the core resolution: each TPS mapping is evaluated on the core grid and blended
-    with the upsampled contribution maps, so the warp stays sharp while the network runs small. Above the
-    core, the flow is upsampled (it is smooth) and each full-resolution occlusion mask is the upsampled
-    coarser one plus a correction read from the warped full-resolution reference (zero at the start, so a
-    model grown from a core-resolution one starts where that model was).
+    The flow is composed at core / flow_scale: each TPS mapping is evaluated on that grid and blended with
+    the upsampled contribution maps, so the warp stays sharp while the network runs small. Finer levels get
+    the flow upsampled (it is smooth); the full-resolution levels' occlusion masks are the finest core mask
+    upsampled.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -52,11 +51,7 @@ class DenseMotion(nn.Module):
         chans.update({s: 16 for s in finer})
         for s in self.level_sizes:
             self.occlusion[str(s)] = nn.Conv2d(chans[s], 1, 7, 1, 3)
-        # Full-resolution levels, coarsest first: a mask correction from (upsampled motion features, warped reference).
-        self.hr_occlusion = nn.ModuleList(nn.Conv2d(chans[cfg.core] + 3, 1, 3, 1, 1) for _ in cfg.hr_channels)
-        for conv in self.hr_occlusion:
-            nn.init.zeros_(conv.weight)
-            nn.init.zeros_(conv.bias)
+        self.hr_levels = len(cfg.hr_channels)
         self.dropout_p = 0.0
 
     def forward(self, source: torch.Tensor, kp_src: torch.Tensor, str_src: torch.Tensor,
@@ -66,7 +61,7 @@ class DenseMotion(nn.Module):
         cfg = self.cfg
         b = source.shape[0]
         k, n = cfg.num_tps, cfg.points_per_tps
-        core = cfg.core
+        core, fine = cfg.core, cfg.core // cfg.flow_scale
         small = core // cfg.motion_scale
         # Mappings from driving coordinates to source coordinates, one per TPS transform.
         ctrl = kp_drv.view(b, k, n, 2)
@@ -85,12 +80,12 @@ class DenseMotion(nn.Module):
             keep = (torch.rand(b, k, 1, 1, device=logits.device) > self.dropout_p).to(logits.dtype)
             logits = logits + torch.log(torch.cat([torch.ones_like(keep[:, :1]), keep], 1).clamp(min=1e-6))
         maps = torch.softmax(logits, dim=1)
-        # Core-resolution flow from upsampled contribution maps and core-resolution TPS mappings.
-        grid_core = make_grid(core, core, source.device, source.dtype).view(-1, 2)
-        mapped_core = tps_apply(params, ctrl, grid_core).view(b, k, core, core, 2)
-        maps_core = F.interpolate(maps, size=(core, core), mode="bilinear", align_corners=False)
-        flow = maps_core[:, 0, :, :, None] * grid_core.view(1, core, core, 2) \
-            + (maps_core[:, 1:, :, :, None] * mapped_core).sum(1)
+        # The flow from upsampled contribution maps and TPS mappings evaluated at core / flow_scale.
+        grid_fine = make_grid(fine, fine, source.device, source.dtype).view(-1, 2)
+        mapped_fine = tps_apply(params, ctrl, grid_fine).view(b, k, fine, fine, 2)
+        maps_fine = F.interpolate(maps, size=(fine, fine), mode="bilinear", align_corners=False)
+        flow = maps_fine[:, 0, :, :, None] * grid_fine.view(1, fine, fine, 2) \
+            + (maps_fine[:, 1:, :, :, None] * mapped_fine).sum(1)
         # Occlusion logits of the core levels, finest first.
         by_size = {f.shape[-1]: f for f in feats}
         x = feats[-1]
@@ -98,20 +93,11 @@ class DenseMotion(nn.Module):
             x = block(x)
             by_size[x.shape[-1]] = x
         occ_logits = [self.occlusion[str(s)](by_size[s]) for s in self.level_sizes]
-        # Full-resolution levels, coarsest first.
-        motion_feat, logit = by_size[core], occ_logits[0]
-        warped = None
-        for conv in self.hr_occlusion:
-            size = logit.shape[-1] * 2
-            flow = resize_flow(flow, size)
-            motion_feat = F.interpolate(motion_feat, scale_factor=2.0, mode="bilinear", align_corners=False)
-            warped = warp(downsample(source, size), flow)
-            logit = F.interpolate(logit, scale_factor=2.0, mode="bilinear", align_corners=False) \
-                + conv(torch.cat([motion_feat, warped], dim=1))
-            occ_logits.insert(0, logit)
-        warped_source = warp(source, flow) if warped is None else warped
+        for _ in range(self.hr_levels):  # full-resolution levels: the finest mask upsampled
+            occ_logits.insert(0, F.interpolate(occ_logits[0], scale_factor=2.0, mode="bilinear", align_corners=False))
+        flow = resize_flow(flow, source.shape[-1])
         return {"flow": flow, "maps": maps, "occlusion": [torch.sigmoid(o) for o in occ_logits],
-                "warped_source": warped_source}
+                "warped_source": warp(source, flow)}
 
 
 def resize_flow(flow: torch.Tensor, size: int) -> torch.Tensor:

@@ -40,8 +40,8 @@ class SourceEncoder(nn.Module):
 class Decoder(nn.Module):
     """From the warped, occlusion-masked feature pyramid to an image.
 
-    Each full-resolution level fuses the upsampled features with that level's warped features and adds a
-    correction to the upsampled output logits (zero at the start).
+    Each full-resolution level fuses the upsampled features with that level's warped features (1x1: a level of
+    the output's size must stay cheap) and adds a correction to the upsampled output logits (zero at the start).
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -59,8 +59,8 @@ class Decoder(nn.Module):
         self.hr_out = nn.ModuleList()
         c = ch[0]
         for hc in cfg.hr_channels:
-            self.hr_fuse.append(conv_bn_relu(c + hc, hc))
-            self.hr_out.append(nn.Conv2d(hc, 3, 3, 1, 1))
+            self.hr_fuse.append(conv_bn_relu(c + hc, hc, 1))
+            self.hr_out.append(nn.Conv2d(hc, 3, 1))
             nn.init.zeros_(self.hr_out[-1].weight)
             nn.init.zeros_(self.hr_out[-1].bias)
             c = hc
