@@ -8,6 +8,7 @@ given on the command line win.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -61,14 +62,25 @@ class TrainOptions:
     feature_loss: float = 0.0  # weight of the ImageNet MobileNetV2 feature loss (0: off)
     kp_backbone: str | None = None  # swap the --init model's detector backbone (cnn, mobilenet_v2) ...
     distill_steps: int = 1000  # ... teaching the new one the old one's keypoints first, for this many steps
+    people_limit: int | None = None  # train on this many of the training people only (a learning curve)
 
 
-def load_caches(paths: list[str]) -> list[tuple[FrameCache, list[dict], list[dict]]]:
+def load_caches(paths: list[str], people_limit: int | None = None) -> list[tuple[FrameCache, list[dict], list[dict]]]:
+    """Each cache with its training and held-out clips; ``people_limit`` keeps the training clips of that many
+    people (the same ones every time: the first by a hash of their name)."""
     caches = []
     for p in paths:
         cache = FrameCache.load(p)
-        caches.append((cache, cache.split(held_out=False), cache.split(held_out=True)))
+        train_clips = cache.split(held_out=False)
+        if people_limit:
+            people = sorted({c.get("person", c["name"]) for c in train_clips}, key=name_hash)[:people_limit]
+            train_clips = [c for c in train_clips if c.get("person", c["name"]) in people]
+        caches.append((cache, train_clips, cache.split(held_out=True)))
     return caches
+
+
+def name_hash(name: str) -> str:
+    return hashlib.sha1(name.encode()).hexdigest()
 
 
 def validation_pairs(caches, count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,7 +183,7 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
     device = pick_device(opts.device)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
-    caches = load_caches(opts.data)
+    caches = load_caches(opts.data, opts.people_limit)
     res = caches[0][0].frames.shape[1]
     for cache, _, _ in caches:
         if cache.frames.shape[1] != res:
@@ -217,6 +229,7 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
     val_src, val_drv = validation_pairs(caches, opts.val_pairs)
     held_names = [c["name"] for _, _, held in caches for c in held]
     held_people = {c["name"]: c.get("person", c["name"]) for _, _, held in caches for c in held}
+    training_people = len({c.get("person", c["name"]) for _, train_clips, _ in caches for c in train_clips})
 
     def save() -> None:
         torch.save({"model_state": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
@@ -226,7 +239,7 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
         save_model(model, out / "model.pt", opts.model_id,
                    {"steps": step, "train_minutes": round(elapsed / 60, 1), "data": [str(d) for d in opts.data],
                     "device": str(device), "held_out_clips": held_names,
-                    "held_out_people": held_people})
+                    "held_out_people": held_people, "training_people": training_people})
 
     log_file = (out / "metrics.jsonl").open("a")
     started = time.time() - elapsed
@@ -295,7 +308,7 @@ def parse_args(argv: list[str] | None) -> TrainOptions:
     ap.add_argument("--model-id", help="name stored in the weights (and on the wire)")
     ap.add_argument("--init", help="start from these weights (shipped name or file): fine-tuning")
     for name in ("steps", "stop_at", "batch", "seed", "val_every", "val_pairs", "save_every", "threads", "max_refs",
-                 "core_resolution", "distill_steps"):
+                 "core_resolution", "distill_steps", "people_limit"):
         ap.add_argument("--" + name.replace("_", "-"), type=int)
     ap.add_argument("--hr-channels", type=int, nargs="+", help="channels of each full-resolution level")
     for name in ("lr", "time_limit_min", "dropout_until", "crop_jitter", "kp_noise_px", "feature_loss"):

@@ -7,7 +7,7 @@ import torch
 from shared_model.training.data import FrameCache, PairSampler, prepare
 from shared_model.training.losses import LossWeights
 from shared_model.nets.model import TPSModel, load_model
-from shared_model.train import TrainOptions, train
+from shared_model.train import TrainOptions, load_caches, train
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +83,13 @@ def test_keypoint_noise_reaches_the_generator_only_in_training(small_config, mon
     offset = (seen[0] - kp_d).abs()
     assert 0 < offset.max() <= model.kp_noise / 2 and offset.mean() > model.kp_noise / 8
     assert torch.equal(seen[1], kp_d)  # no noise outside training
+
+
+def test_people_limit_keeps_the_same_few_people(tmp_path):
+    np.save(tmp_path / "frames.npy", np.zeros((8, 8, 8, 3), np.uint8))
+    clips = [{"name": f"c{i}.mp4", "person": f"p{i // 2}", "start": 2 * i, "length": 2, "held_out": i == 3}
+             for i in range(4)]
+    (tmp_path / "index.json").write_text(json.dumps({"resolution": 8, "clips": clips}))
+    persons = lambda limit: {c["person"] for c in load_caches([str(tmp_path)], limit)[0][1]}
+    assert persons(None) == {"p0", "p1"}
+    assert len(persons(1)) == 1 and persons(1) == persons(1)
