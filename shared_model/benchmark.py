@@ -1,7 +1,14 @@
-"""Cost per frame of each part of a model: parameters, GFLOPs and milliseconds.
+"""Speed of the sender and the receiver per frame, and the cost of each part of a model.
 
-    python -m shared_model.benchmark [--model NAME|PATH] [--device auto|cpu|cuda] [--threads N] [--out FILE.json]
+    python -m shared_model.benchmark [--model NAME|PATH] [--device auto|cpu|cuda] [--threads 1,2]
+                                     [--backends torch,onnx] [--precisions fp32,bf16] [--compile] [--out FILE.json]
 
+The first table is what a call runs per frame at the model's output resolution, for every backend, precision
+and thread count asked for: the sender's face crop (from a 640x480 frame) and keypoint detector, and the
+receiver's rendering from received keypoints with a cached reference (``runtime.Backend``, as the call uses
+it); medians over ``--repeats`` frames of a generated talking face, and the frames per second they allow.
+``bf16`` / ``fp16`` run torch under autocast; ``--compile`` wraps the generator in ``torch.compile``.
+The second table is the cost of each part with torch at the first thread count: parameters, GFLOPs, ms.
 The sender runs the keypoint detector. For ``tps`` the receiver runs the source encoder once per reference
 and the dense motion network plus decoder for every frame; for ``iw`` it prepares each reference's tokens
 once, and per frame runs the query network, the attention over all references and the decoder, measured
@@ -10,16 +17,23 @@ with 1, 2, 4 and 8 references (the attention's cost grows with the references, t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .media.crop import StreamCropper
 from .nets.model import DEFAULT_MODEL, CodecModel, load_model, pick_device
+from .runtime.backend import Backend
+from .training.synthetic import talking_face
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _time_ms(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
@@ -95,18 +109,74 @@ def benchmark(model_name: str, device: torch.device, repeats: int = 20) -> dict:
             "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(), "parts": rows}
 
 
+def call_speed(model_name: str, backend: str, device: str, threads: int, precision: str, repeats: int,
+               compile_generator: bool = False) -> dict:
+    """Median ms per frame of the sender (crop + detector) and the receiver (render), and the fps they allow."""
+    torch.set_num_threads(threads)
+    b = Backend(model_name, backend, device, threads=threads)
+    res = b.model.cfg.resolution
+    frames = talking_face(frames=repeats + 3, size=480, seed=3)
+    frames = np.pad(frames, ((0, 0), (0, 0), (80, 80), (0, 0)), mode="edge")  # a 640x480 camera frame
+    cropper = StreamCropper(res)
+    crops = [c for c in (cropper(f) for f in frames) if c is not None]
+    extractor, renderer = b.extractor(), b.renderer([crops[0]])
+    if compile_generator and backend == "torch":
+        b.model.generator = torch.compile(b.model.generator)
+    dtype = PRECISIONS[precision]
+    autocast = (torch.autocast(b.device.type, dtype=dtype) if dtype is not None and backend == "torch"
+                else contextlib.nullcontext())
+    crop_s, detect_s, render = [], [], []
+    with autocast:
+        for i, frame in enumerate(frames):
+            t0 = time.perf_counter()
+            crop = cropper(frame)
+            tc = time.perf_counter()
+            kp, strength = extractor(crop)
+            t1 = time.perf_counter()
+            renderer.render(kp, strength)
+            if b.device.type == "cuda":
+                torch.cuda.synchronize()
+            t2 = time.perf_counter()
+            if i >= 3:  # warm-up
+                crop_s.append(tc - t0)
+                detect_s.append(t1 - tc)
+                render.append(t2 - t1)
+    # The face detection inside the crop runs every few frames: its mean, not its median, is its cost a frame.
+    crop_ms, detector_ms = 1000 * float(np.mean(crop_s)), 1000 * float(np.median(detect_s))
+    sender_ms, receiver_ms = crop_ms + detector_ms, 1000 * float(np.median(render))
+    return {"backend": backend, "device": str(b.device), "threads": threads, "precision": precision,
+            "compiled": compile_generator, "resolution": res, "sender_ms": round(sender_ms, 2),
+            "sender_crop_ms": round(crop_ms, 2), "sender_detector_ms": round(detector_ms, 2),
+            "receiver_ms": round(receiver_ms, 2), "receiver_fps": round(1000 / receiver_ms, 1),
+            "sender_fps": round(1000 / sender_ms, 1)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m shared_model.benchmark", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
-    ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--threads", default="1,2", help="CPU thread counts to measure (default %(default)s)")
+    ap.add_argument("--backends", default="torch,onnx", help="torch and/or onnx (default %(default)s)")
+    ap.add_argument("--precisions", default="fp32", help=f"some of {', '.join(PRECISIONS)} (default %(default)s)")
+    ap.add_argument("--compile", action="store_true", help="also measure torch with torch.compile'd generator")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--out", help="JSON file to write")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = [int(t) for t in args.threads.split(",")]
+    runs = []
+    for backend in args.backends.split(","):
+        for precision in args.precisions.split(",") if backend == "torch" else ["fp32"]:
+            for compiled in ([False, True] if args.compile and backend == "torch" else [False]):
+                for n in threads:
+                    runs.append(call_speed(args.model, backend, args.device, n, precision, args.repeats, compiled))
+                    r = runs[-1]
+                    print(f"{backend:5s} {r['device']:4s} {precision:4s}{' compiled' if compiled else ''} {n} threads: "
+                          f"sender {r['sender_ms']:6.2f} ms (detector {r['sender_detector_ms']:5.2f}), receiver {r['receiver_ms']:6.2f} ms "
+                          f"({r['receiver_fps']:.1f} fps)")
+    torch.set_num_threads(threads[0])
     result = benchmark(args.model, pick_device(args.device), args.repeats)
+    result["calls"] = runs
     for name, row in result["parts"].items():
         print(f"{name:55s} {row['params_m'] or '':>7} M params {row['gflops']:8.3f} GFLOPs {row['ms']:8.2f} ms")
     if args.out:

@@ -164,12 +164,15 @@ def mean_over(rows: list[dict], keys: tuple[str, ...]) -> dict[str, float]:
 
 def evaluate_held_out(model: CodecModel, root: str | Path, device: torch.device, ref_frames: int | None = None,
                       ref_seconds: float = 1.0, compare: dict[str, CodecModel] | None = None,
-                      frames_per_clip: int | None = None, grid: str | Path | None = None) -> dict:
-    """Every held-out clip the model's weights list, found under ``root``; means over clips and over people."""
-    names = model.meta.get("held_out_clips")
+                      frames_per_clip: int | None = None, grid: str | Path | None = None,
+                      listed_by: CodecModel | None = None) -> dict:
+    """Every held-out clip the model's weights list (or ``listed_by``'s: a personal generator is scored on the
+    clips its speaker's model held out), found under ``root``; means over clips and over people."""
+    lister = listed_by or model
+    names = lister.meta.get("held_out_clips")
     if not names:
-        raise ValueError(f"model {model.model_id} lists no held-out clips")
-    people = model.meta.get("held_out_people", {})
+        raise ValueError(f"model {lister.model_id} lists no held-out clips")
+    people = lister.meta.get("held_out_people", {})
     keys = (*METRICS, *(f"baseline_{k}" for k in METRICS))
     clips, rows_by_person = [], {}
     for name in tqdm(names, desc="clips", disable=None):
@@ -252,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also rebuild with these (lower-resolution) models, upscaled bicubic to this model's size")
     ap.add_argument("--frames-per-clip", type=int, help="score this many frames spread over each clip")
     ap.add_argument("--grid", help="with --held-out: PNG of one row per held-out person")
+    ap.add_argument("--clips-of", metavar="MODEL",
+                    help="with --held-out: the clips this model held out (default: --model's)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if args.videos and not args.held_out:
@@ -272,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
                                        compare, args.frames_per_clip)[0])
         else:
             runs.append(evaluate_held_out(model, args.videos, device, count, args.ref_seconds, compare,
-                                          args.frames_per_clip, args.grid))
+                                          args.frames_per_clip, args.grid,
+                                          load_model(args.clips_of) if args.clips_of else None))
     summary = runs[0] if len(runs) == 1 else {"model": model.model_id, "by_references": runs}
     for run in runs:
         print(json.dumps({k: v for k, v in run.items() if k not in ("per_frame", "per_clip", "per_person")},
