@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import av
@@ -12,8 +13,9 @@ class VideoError(RuntimeError):
     """A video file is missing, unreadable or holds no video frames."""
 
 
-def video_fps(path: str | Path) -> float:
-    """Frame rate the file declares (25 when it declares none)."""
+@contextmanager
+def open_video_stream(path: str | Path) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
+    """The file's container and first video stream; a missing, unreadable or video-less file is a ``VideoError``."""
     path = Path(path)
     if not path.is_file():
         raise VideoError(f"video file not found: {path}")
@@ -21,27 +23,24 @@ def video_fps(path: str | Path) -> float:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise VideoError(f"{path} has no video stream")
-            rate = container.streams.video[0].average_rate
+            yield container, container.streams.video[0]
     except av.FFmpegError as exc:
         raise VideoError(f"cannot read video {path}: {exc}") from exc
+
+
+def video_fps(path: str | Path) -> float:
+    """Frame rate the file declares (25 when it declares none)."""
+    with open_video_stream(path) as (_, stream):
+        rate = stream.average_rate
     return float(rate) if rate else 25.0
 
 
 def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
     """Yield the frames of a video file as RGB uint8 arrays (H, W, 3)."""
-    path = Path(path)
-    if not path.is_file():
-        raise VideoError(f"video file not found: {path}")
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise VideoError(f"{path} has no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for frame in container.decode(stream):
-                yield frame.to_ndarray(format="rgb24")
-    except av.FFmpegError as exc:
-        raise VideoError(f"cannot read video {path}: {exc}") from exc
+    with open_video_stream(path) as (container, stream):
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            yield frame.to_ndarray(format="rgb24")
 
 
 def read_frames(path: str | Path, max_frames: int | None = None, step: int = 1) -> np.ndarray:
