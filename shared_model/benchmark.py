@@ -7,7 +7,8 @@ The first table is what a call runs per frame at the model's output resolution, 
 and thread count asked for: the sender's face crop (from a 640x480 frame) and keypoint detector, and the
 receiver's rendering from received keypoints with a cached reference (``runtime.Backend``, as the call uses
 it); medians over ``--repeats`` frames of a generated talking face, and the frames per second they allow.
-``bf16`` / ``fp16`` run torch under autocast; ``--compile`` wraps the generator in ``torch.compile``.
+``bf16`` / ``fp16`` run torch under autocast, ``int8`` onnxruntime's quantized generator (each precision
+with the backends that run it); ``--compile`` wraps the generator in ``torch.compile``.
 The second table is the cost of each part with torch at the first thread count: parameters, GFLOPs, ms.
 The sender runs the keypoint detector. For ``tps`` the receiver runs the source encoder once per reference
 and the dense motion network plus decoder for every frame; for ``iw`` it prepares each reference's tokens
@@ -17,7 +18,6 @@ with 1, 2, 4 and 8 references (the attention's cost grows with the references, t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import platform
 import time
@@ -30,10 +30,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .media.crop import StreamCropper
 from .nets.model import DEFAULT_MODEL, CodecModel, load_model, pick_device
-from .runtime.backend import Backend
+from .runtime.backend import PRECISIONS, Backend
 from .training.synthetic import talking_face
-
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _time_ms(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
@@ -113,7 +111,7 @@ def call_speed(model_name: str, backend: str, device: str, threads: int, precisi
                compile_generator: bool = False) -> dict:
     """Median ms per frame of the sender (crop + detector) and the receiver (render), and the fps they allow."""
     torch.set_num_threads(threads)
-    b = Backend(model_name, backend, device, threads=threads)
+    b = Backend(model_name, backend, device, threads=threads, precision=precision)
     res = b.model.cfg.resolution
     frames = talking_face(frames=repeats + 3, size=480, seed=3)
     frames = np.pad(frames, ((0, 0), (0, 0), (80, 80), (0, 0)), mode="edge")  # a 640x480 camera frame
@@ -122,25 +120,21 @@ def call_speed(model_name: str, backend: str, device: str, threads: int, precisi
     extractor, renderer = b.extractor(), b.renderer([crops[0]])
     if compile_generator and backend == "torch":
         b.model.generator = torch.compile(b.model.generator)
-    dtype = PRECISIONS[precision]
-    autocast = (torch.autocast(b.device.type, dtype=dtype) if dtype is not None and backend == "torch"
-                else contextlib.nullcontext())
     crop_s, detect_s, render = [], [], []
-    with autocast:
-        for i, frame in enumerate(frames):
-            t0 = time.perf_counter()
-            crop = cropper(frame)
-            tc = time.perf_counter()
-            kp, strength = extractor(crop)
-            t1 = time.perf_counter()
-            renderer.render(kp, strength)
-            if b.device.type == "cuda":
-                torch.cuda.synchronize()
-            t2 = time.perf_counter()
-            if i >= 3:  # warm-up
-                crop_s.append(tc - t0)
-                detect_s.append(t1 - tc)
-                render.append(t2 - t1)
+    for i, frame in enumerate(frames):
+        t0 = time.perf_counter()
+        crop = cropper(frame)
+        tc = time.perf_counter()
+        kp, strength = extractor(crop)
+        t1 = time.perf_counter()
+        renderer.render(kp, strength)
+        if b.device.type == "cuda":
+            torch.cuda.synchronize()
+        t2 = time.perf_counter()
+        if i >= 3:  # warm-up
+            crop_s.append(tc - t0)
+            detect_s.append(t1 - tc)
+            render.append(t2 - t1)
     # The face detection inside the crop runs every few frames: its mean, not its median, is its cost a frame.
     crop_ms, detector_ms = 1000 * float(np.mean(crop_s)), 1000 * float(np.median(detect_s))
     sender_ms, receiver_ms = crop_ms + detector_ms, 1000 * float(np.median(render))
@@ -158,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
     ap.add_argument("--threads", default="1,2", help="CPU thread counts to measure (default %(default)s)")
     ap.add_argument("--backends", default="torch,onnx", help="torch and/or onnx (default %(default)s)")
-    ap.add_argument("--precisions", default="fp32", help=f"some of {', '.join(PRECISIONS)} (default %(default)s)")
+    ap.add_argument("--precisions", default="fp32,int8", help="fp32, bf16, fp16 (torch), int8 (onnx); each with the "
+                    "backends that run it (default %(default)s)")
     ap.add_argument("--compile", action="store_true", help="also measure torch with torch.compile'd generator")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--out", help="JSON file to write")
@@ -166,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = [int(t) for t in args.threads.split(",")]
     runs = []
     for backend in args.backends.split(","):
-        for precision in args.precisions.split(",") if backend == "torch" else ["fp32"]:
+        for precision in [p for p in args.precisions.split(",") if p in PRECISIONS[backend]]:
             for compiled in ([False, True] if args.compile and backend == "torch" else [False]):
                 for n in threads:
                     runs.append(call_speed(args.model, backend, args.device, n, precision, args.repeats, compiled))

@@ -51,7 +51,8 @@ def exported(request, tmp_path_factory) -> tuple[TPSModel, object]:
 
 def test_single_files_static_shapes_opset(exported):
     model, folder = exported
-    assert sorted(p.name for p in folder.iterdir()) == ["detector.onnx", "encoder.onnx", "generator.onnx", "meta.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["detector.onnx", "encoder.onnx", "generator.int8.onnx",
+                                                       "generator.onnx", "meta.json"]
     for part in PARTS:
         graph = onnx.load(str(folder / f"{part}.onnx"))
         onnx.checker.check_model(graph)
@@ -96,6 +97,22 @@ def test_wrappers_match_torch_on_real_frames(exported, caplog):
         (img_t, ref_t), (img_o, ref_o) = torch_renderer.render(kp, st), onnx_renderer.render(kp, st)
         assert ref_t == ref_o
         assert np.abs(img_t.astype(int) - img_o.astype(int)).max() <= 1
+
+
+def test_int8_generator_renders_close_to_the_float_one(exported):
+    """The quantized generator (convolutions in int8) draws nearly the same frame as the float32 graph."""
+    model, folder = exported
+    res = model.cfg.resolution
+    frames = talking_face(frames=6, size=max(res, 256), seed=7)
+    frames = np.stack([cv2.resize(f, (res, res), interpolation=cv2.INTER_AREA) for f in frames])
+    refs = [frames[0]]
+    fp32 = OnnxRenderer(OnnxModel(folder, model, "cpu"), refs)
+    int8 = OnnxRenderer(OnnxModel(folder, model, "cpu", precision="int8"), refs)
+    assert int8.onnx.sessions["generator"] is not fp32.onnx.sessions["generator"]
+    for frame in frames[1:]:
+        kp, st = KeypointExtractor(model)(frame)
+        a, b = fp32.render(kp, st)[0].astype(float), int8.render(kp, st)[0].astype(float)
+        assert 10 * np.log10(255**2 / max(np.mean((a - b) ** 2), 1e-6)) > 35
 
 
 def test_folder_of_other_weights_is_refused(exported):

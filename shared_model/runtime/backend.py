@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx")
+#: Precisions each backend runs: torch under autocast (bf16 / fp16), onnxruntime with the int8 generator.
+PRECISIONS = {"torch": ("fp32", "bf16", "fp16"), "onnx": ("fp32", "int8")}
 
 
 class Extractor(Protocol):
@@ -36,6 +38,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--model", default=DEFAULT_MODEL, help="shipped model name or weights file (default %(default)s)")
     g.add_argument("--backend", choices=BACKENDS, default="torch", help="run the networks with torch or onnxruntime")
     g.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto", help="GPU when present (auto)")
+    g.add_argument("--precision", choices=sorted({p for ps in PRECISIONS.values() for p in ps}), default="fp32",
+                   help="int8: onnxruntime's quantized generator (--backend onnx); bf16 / fp16: torch autocast")
     g.add_argument("--threads", type=int, help="CPU threads per network run (default: torch's / onnxruntime's "
                                                "choice; 1 is best on a CPU busy with other work)")
     g.add_argument("--onnx-dir", help="exported ONNX graphs for --backend onnx (default: exported on first use "
@@ -51,14 +55,17 @@ class Backend:
     """A loaded model and the way to run it, built from the ``add_model_arguments`` flags."""
 
     def __init__(self, model: str, backend: str = "torch", device: str = "auto", onnx_dir: str | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, precision: str = "fp32") -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}")
+        if precision not in PRECISIONS[backend]:
+            raise ValueError(f"--precision {precision} is not one --backend {backend} runs "
+                             f"({', '.join(PRECISIONS[backend])})")
         if threads is not None and threads < 1:
             raise ValueError("--threads must be at least 1")
         if threads:
             torch.set_num_threads(threads)
-        self.kind, self.requested_device, self.threads = backend, device, threads
+        self.kind, self.requested_device, self.threads, self.precision = backend, device, threads, precision
         self.device = pick_device(device) if backend == "torch" else pick_device("cpu")
         self.model = load_model(model, self.device)
         if backend == "onnx" and self.model.kind != "tps":
@@ -68,7 +75,7 @@ class Backend:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Backend:
-        return cls(args.model, args.backend, args.device, args.onnx_dir, args.threads)
+        return cls(args.model, args.backend, args.device, args.onnx_dir, args.threads, args.precision)
 
     def _onnx(self, parts: tuple[str, ...]) -> OnnxModel:
         from .graphs import META_FILE, export_model
@@ -83,18 +90,18 @@ class Backend:
                 tmp.rename(self.onnx_dir)
             except OSError:  # the other peer finished first
                 shutil.rmtree(tmp, ignore_errors=True)
-        return OnnxModel(self.onnx_dir, self.model, self.requested_device, parts, self.threads)
+        return OnnxModel(self.onnx_dir, self.model, self.requested_device, parts, self.threads, self.precision)
 
     def extractor(self) -> Extractor:
         if self.kind == "torch":
-            return KeypointExtractor(self.model, self.device)
+            return KeypointExtractor(self.model, self.device, self.precision)
         from .onnx_backend import OnnxKeypointExtractor
 
         return OnnxKeypointExtractor(self._onnx(("detector",)))
 
     def renderer(self, references: list[np.ndarray]) -> FrameRenderer:
         if self.kind == "torch":
-            return Renderer(self.model, references, self.device)
+            return Renderer(self.model, references, self.device, self.precision)
         from .onnx_backend import OnnxRenderer
 
         return OnnxRenderer(self._onnx(("detector", "encoder", "generator")), references)

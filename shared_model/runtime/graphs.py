@@ -79,8 +79,8 @@ def io_names(model: TPSModel) -> dict[str, tuple[list[str], list[str]]]:
                           ["prediction"])}
 
 
-def export_model(model: TPSModel, out: str | Path) -> Path:
-    """Write the three graphs and meta.json to ``out``; returns ``out``."""
+def export_model(model: TPSModel, out: str | Path, int8: bool = True) -> Path:
+    """Write the three graphs (and, with ``int8``, the quantized generator) and meta.json to ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
@@ -94,7 +94,11 @@ def export_model(model: TPSModel, out: str | Path) -> Path:
             warnings.simplefilter("ignore")  # the exporter warns about torchvision ops this model does not use
             torch.onnx.export(module, inputs[part], path, input_names=names[part][0], output_names=names[part][1],
                               opset_version=OPSET, dynamo=True, external_data=False, verbose=False)
+    if int8:
+        from .quantize import quantize_generator
+
+        quantize_generator(out, model)
     meta = {"model": model.model_id, "model_version": model.version, "resolution": model.cfg.resolution,
-            "num_keypoints": model.cfg.num_keypoints, "opset": OPSET, "torch": torch.__version__}
+            "num_keypoints": model.cfg.num_keypoints, "opset": OPSET, "torch": torch.__version__, "int8": int8}
     (out / META_FILE).write_text(json.dumps(meta, indent=1))
     return out

@@ -1,6 +1,7 @@
 """Per-frame inference for a call: the sender's keypoint extractor and the receiver's renderer."""
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import numpy as np
@@ -21,19 +22,31 @@ def to_tensor(images: np.ndarray, device: torch.device | str) -> torch.Tensor:
 
 def to_image(tensor: torch.Tensor) -> np.ndarray:
     """float (1, 3, H, W) in [0, 1] to uint8 RGB (H, W, 3)."""
-    return (tensor[0].clamp(0, 1).permute(1, 2, 0) * 255.0).round().byte().cpu().numpy()
+    return (tensor[0].float().clamp(0, 1).permute(1, 2, 0) * 255.0).round().byte().cpu().numpy()
+
+
+#: torch dtypes of the reduced precisions the torch backend runs under autocast.
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def precision_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Autocast to ``precision`` (fp32: none)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=AUTOCAST[precision])
 
 
 class KeypointExtractor:
     """Sender side: a face-cropped frame at model resolution to keypoints (P, 2) and strengths (P,)."""
 
-    def __init__(self, model: CodecModel, device: torch.device | str = "cpu") -> None:
-        self.model, self.device = model, torch.device(device)
+    def __init__(self, model: CodecModel, device: torch.device | str = "cpu", precision: str = "fp32") -> None:
+        self.model, self.device, self.precision = model, torch.device(device), precision
 
     @torch.inference_mode()
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        kp, strength = self.model.detector(to_tensor(frame, self.device))
-        return kp[0].cpu().numpy(), strength[0].cpu().numpy()
+        with precision_context(self.device, self.precision):
+            kp, strength = self.model.detector(to_tensor(frame, self.device))
+        return kp[0].float().cpu().numpy(), strength[0].float().cpu().numpy()
 
 
 def spread_subset(count: int, limit: int) -> list[int]:
@@ -53,10 +66,11 @@ class Renderer:
     shown as the frozen-reference baseline).
     """
 
-    def __init__(self, model: CodecModel, references: list[np.ndarray], device: torch.device | str = "cpu") -> None:
+    def __init__(self, model: CodecModel, references: list[np.ndarray], device: torch.device | str = "cpu",
+                 precision: str = "fp32") -> None:
         if not references:
             raise ValueError("at least one reference image is needed")
-        self.model, self.device = model, torch.device(device)
+        self.model, self.device, self.precision = model, torch.device(device), precision
         res = model.cfg.resolution
         with torch.inference_mode():
             self.sources = [to_tensor(r, self.device) for r in references]
@@ -83,9 +97,10 @@ class Renderer:
         kp_t = torch.as_tensor(kp, dtype=torch.float32, device=self.device)[None]
         st_t = torch.as_tensor(strength, dtype=torch.float32, device=self.device)[None]
         i = self.picker(kp_t[0], st_t[0])
-        if self.model.kind == "tps":
-            out = self.model.generator(self.sources[i], self.kp[i : i + 1], self.strength[i : i + 1],
-                                       kp_t, st_t, source_feats=self.feats[i])
-        else:
-            out = self.model.generator(self.reference_set, kp_t, st_t)
+        with precision_context(self.device, self.precision):
+            if self.model.kind == "tps":
+                out = self.model.generator(self.sources[i], self.kp[i : i + 1], self.strength[i : i + 1],
+                                           kp_t, st_t, source_feats=self.feats[i])
+            else:
+                out = self.model.generator(self.reference_set, kp_t, st_t)
         return to_image(out["prediction"]), i

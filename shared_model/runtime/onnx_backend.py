@@ -15,6 +15,7 @@ import onnxruntime as ort
 import torch
 
 from .graphs import META_FILE, PARTS, feature_names
+from .quantize import INT8_SUFFIX
 from ..nets.model import TPSModel
 from ..media.references import ReferencePicker
 
@@ -69,10 +70,12 @@ class OnnxModel:
     """The three sessions of an exported model, checked against the weights this end loaded."""
 
     def __init__(self, folder: str | Path, model: TPSModel, device: str = "auto", parts: tuple[str, ...] = PARTS,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, precision: str = "fp32") -> None:
         folder = Path(folder)
         meta_path = folder / META_FILE
-        missing = [p for p in (META_FILE, *(f"{part}.onnx" for part in parts)) if not (folder / p).is_file()]
+        files = {part: f"{part}{INT8_SUFFIX}" if precision == "int8" and part == "generator" else f"{part}.onnx"
+                 for part in parts}
+        missing = [p for p in (META_FILE, *files.values()) if not (folder / p).is_file()]
         if missing:
             raise OnnxModelError(f"{folder} lacks {', '.join(missing)}: run python -m shared_model.export")
         meta = json.loads(meta_path.read_text())
@@ -81,7 +84,7 @@ class OnnxModel:
                                  f"not {model.model_id!r} version {model.version!r}: export it again")
         self.model = model
         providers = providers_for(device)
-        self.sessions = {part: create_session(folder / f"{part}.onnx", providers, threads) for part in parts}
+        self.sessions = {part: create_session(folder / name, providers, threads) for part, name in files.items()}
         log.info("onnxruntime providers: %s", {p: s.get_providers()[0] for p, s in self.sessions.items()})
 
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
