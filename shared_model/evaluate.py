@@ -1,6 +1,6 @@
 """Evaluate a model by rebuilding clips from their keypoints, at the model's output resolution.
 
-    python -m shared_model.evaluate --video FILE [--refs DIR] [--model NAME|PATH] [--out FILE.json] [--video-out FILE.mp4]
+    python -m shared_model.evaluate --video FILE [--refs DIR] [--model NAME|PATH] [--out FILE.json] [--video-out F.mp4]
     python -m shared_model.evaluate --videos DIR --held-out [--model NAME|PATH] [--compare tps128] [--grid FILE.png]
     ... [--ref-frames N[,N...] [--ref-seconds S]] [--frames-per-clip N]
 
@@ -36,7 +36,8 @@ from .media.crop import clip_crop
 from .media.metrics import frame_scores
 from .media.references import load_reference_images
 from .media.video import read_frames, video_fps, write_video
-from .nets.model import DEFAULT_MODEL, CodecModel, load_model, pick_device
+from .nets.model import CodecModel, load_model
+from .runtime.backend import Backend, add_model_arguments
 from .runtime.inference import KeypointExtractor, Renderer, spread_subset
 
 log = logging.getLogger(__name__)
@@ -45,11 +46,11 @@ METRICS = ("psnr", "ssim", "ms_ssim", "l1")
 
 
 def rebuild(model: CodecModel, frames: np.ndarray, references: list[np.ndarray], device: torch.device,
-            progress: bool = True) -> tuple[np.ndarray, list[int], float, float]:
-    """Every frame rebuilt from its own keypoints: the frames, the reference used for each, and the seconds
-    spent on keypoints and on rendering."""
-    extractor = KeypointExtractor(model, device)
-    renderer = Renderer(model, references, device)
+            progress: bool = True, runner: Backend | None = None) -> tuple[np.ndarray, list[int], float, float]:
+    """Every frame rebuilt from its own keypoints (with torch, or with ``runner``'s backend and precision): the
+    frames, the reference used for each, and the seconds spent on keypoints and on rendering."""
+    extractor = runner.extractor() if runner else KeypointExtractor(model, device)
+    renderer = runner.renderer(references) if runner else Renderer(model, references, device)
     outputs, used, t_kp, t_gen = [], [], 0.0, 0.0
     for frame in tqdm(frames, desc="frames", disable=None if progress else True, leave=False):
         t0 = time.perf_counter()
@@ -79,7 +80,8 @@ def resize_all(frames: np.ndarray, size: int) -> np.ndarray:
 
 def evaluate_frames(model: CodecModel, frames: np.ndarray, references: list[np.ndarray], device: torch.device,
                     progress: bool = True, skip_first: bool = False,
-                    compare: dict[str, CodecModel] | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+                    compare: dict[str, CodecModel] | None = None,
+                    runner: Backend | None = None) -> tuple[dict, dict[str, np.ndarray]]:
     """Rebuild face-cropped frames (T, R, R, 3); returns the summary and the rebuilt frames (``ours``, and
     each compared model's upscaled output under its name).
 
@@ -87,7 +89,7 @@ def evaluate_frames(model: CodecModel, frames: np.ndarray, references: list[np.n
     PSNR is infinite and would swamp the averages. ``compare`` models rebuild the same frames at their own
     resolution; their output is upscaled to R and scored under ``compare``.
     """
-    outputs, used, t_kp, t_gen = rebuild(model, frames, references, device, progress)
+    outputs, used, t_kp, t_gen = rebuild(model, frames, references, device, progress, runner)
     ours = scores(frames, outputs)
     frozen = scores(frames, np.stack([references[i] for i in used]))
     first = 1 if skip_first else 0
@@ -96,6 +98,7 @@ def evaluate_frames(model: CodecModel, frames: np.ndarray, references: list[np.n
              "reference": used[i]} for i in range(len(frames))]
     summary = {"frames": len(frames) - first, "frames_rebuilt": len(frames), "resolution": model.cfg.resolution,
                "model": model.model_id, "model_version": model.version, "references": len(references),
+               "backend": runner.kind if runner else "torch", "precision": runner.precision if runner else "fp32",
                **{k: mean(ours[k]) for k in METRICS}, **{f"baseline_{k}": mean(frozen[k]) for k in METRICS},
                "ms_keypoints": 1000 * t_kp / len(frames), "ms_render": 1000 * t_gen / len(frames),
                "device": str(device), "per_frame": rows}
@@ -130,7 +133,8 @@ def reference_frames(frames: np.ndarray, fps: float, count: int, seconds: float)
 def evaluate_video(model: CodecModel, video: str | Path, refs: str | Path | None, device: torch.device,
                    video_out: str | Path | None = None, ref_frames: int | None = None,
                    ref_seconds: float = 1.0, compare: dict[str, CodecModel] | None = None,
-                   frames_per_clip: int | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+                   frames_per_clip: int | None = None,
+                   runner: Backend | None = None) -> tuple[dict, dict[str, np.ndarray]]:
     """One clip: the summary, and the pictures (truth, ours, each compared model, frozen) at one frame, two
     thirds of the way through the scored frames."""
     frames = load_clip(video, model.cfg.resolution)
@@ -147,7 +151,8 @@ def evaluate_video(model: CodecModel, video: str | Path, refs: str | Path | None
         keep = spread_subset(len(frames), frames_per_clip)
         frames = frames[keep]
         extra["scored_frame_indices"] = keep
-    summary, outputs = evaluate_frames(model, frames, references, device, skip_first=skip_first, compare=compare)
+    summary, outputs = evaluate_frames(model, frames, references, device, skip_first=skip_first, compare=compare,
+                                       runner=runner)
     summary.update(video=str(video), **extra)
     if video_out:
         write_video(video_out, [np.concatenate([t, o], axis=1) for t, o in zip(frames, outputs["ours"])],
@@ -165,7 +170,7 @@ def mean_over(rows: list[dict], keys: tuple[str, ...]) -> dict[str, float]:
 def evaluate_held_out(model: CodecModel, root: str | Path, device: torch.device, ref_frames: int | None = None,
                       ref_seconds: float = 1.0, compare: dict[str, CodecModel] | None = None,
                       frames_per_clip: int | None = None, grid: str | Path | None = None,
-                      listed_by: CodecModel | None = None) -> dict:
+                      listed_by: CodecModel | None = None, runner: Backend | None = None) -> dict:
     """Every held-out clip the model's weights list (or ``listed_by``'s: a personal generator is scored on the
     clips its speaker's model held out), found under ``root``; means over clips and over people."""
     lister = listed_by or model
@@ -178,7 +183,7 @@ def evaluate_held_out(model: CodecModel, root: str | Path, device: torch.device,
     for name in tqdm(names, desc="clips", disable=None):
         path = Path(root) / name
         s, shown = evaluate_video(model, path, None, device, ref_frames=ref_frames, ref_seconds=ref_seconds,
-                                  compare=compare, frames_per_clip=frames_per_clip)
+                                  compare=compare, frames_per_clip=frames_per_clip, runner=runner)
         s.pop("per_frame")
         person = people.get(name, name)
         clips.append({"clip": name, "person": person, **s})
@@ -209,10 +214,13 @@ def evaluate_held_out(model: CodecModel, root: str | Path, device: torch.device,
 def person_table(summary: dict) -> str:
     """Markdown: one row per held-out person, then the mean over people and over clips."""
     names = list(summary["compare"])
-    head = ["person", "clips", "PSNR", "SSIM", "MS-SSIM", *(f"{n} PSNR" for n in names), "frozen PSNR", "frozen MS-SSIM"]
-    row = lambda label, clips, r, cmp: [label, str(clips), f"{r['psnr']:.2f}", f"{r['ssim']:.3f}", f"{r['ms_ssim']:.3f}",
-                                        *(f"{cmp[n]['psnr']:.2f}" for n in names), f"{r['baseline_psnr']:.2f}",
-                                        f"{r['baseline_ms_ssim']:.3f}"]
+    head = ["person", "clips", "PSNR", "SSIM", "MS-SSIM", *(f"{n} PSNR" for n in names), "frozen PSNR",
+            "frozen MS-SSIM"]
+
+    def row(label: str, clips: int, r: dict, cmp: dict) -> list[str]:
+        return [label, str(clips), f"{r['psnr']:.2f}", f"{r['ssim']:.3f}", f"{r['ms_ssim']:.3f}",
+                *(f"{cmp[n]['psnr']:.2f}" for n in names), f"{r['baseline_psnr']:.2f}", f"{r['baseline_ms_ssim']:.3f}"]
+
     rows = [row(p["person"], p["clips"], p, p["compare"]) for p in summary["per_person"]]
     rows.append(row("**mean over people**", summary["clips"], summary["by_person"], summary["by_person"]["compare"]))
     rows.append(row("mean over clips", summary["clips"], summary, summary["compare"]))
@@ -247,10 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ref-frames", type=lambda v: [int(n) for n in v.split(",")], metavar="N[,N...]",
                     help="use N frames from the clip's first seconds as the references (a list: one run per N)")
     ap.add_argument("--ref-seconds", type=float, default=1.0, help="with --ref-frames: the seconds they come from")
-    ap.add_argument("--model", default=DEFAULT_MODEL, help="shipped model name or weights file")
     ap.add_argument("--out", help="JSON file to write")
     ap.add_argument("--video-out", help="mp4 with ground truth and reconstruction side by side")
-    ap.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
+    add_model_arguments(ap)
     ap.add_argument("--compare", nargs="+", default=[], metavar="MODEL",
                     help="also rebuild with these (lower-resolution) models, upscaled bicubic to this model's size")
     ap.add_argument("--frames-per-clip", type=int, help="score this many frames spread over each clip")
@@ -267,18 +274,19 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--video-out takes one --ref-frames count")
     if args.grid and not args.held_out:
         ap.error("--grid is drawn from the held-out people (--videos DIR --held-out)")
-    device = pick_device(args.device)
-    model = load_model(args.model, device)
+    runner = Backend.from_args(args)
+    device, model = runner.device, runner.model
+    runner = runner if (runner.kind, runner.precision) != ("torch", "fp32") else None
     compare = {name: load_model(name, device) for name in args.compare}
     runs = []
     for count in args.ref_frames or [None]:
         if args.video:
             runs.append(evaluate_video(model, args.video, args.refs, device, args.video_out, count, args.ref_seconds,
-                                       compare, args.frames_per_clip)[0])
+                                       compare, args.frames_per_clip, runner)[0])
         else:
             runs.append(evaluate_held_out(model, args.videos, device, count, args.ref_seconds, compare,
                                           args.frames_per_clip, args.grid,
-                                          load_model(args.clips_of) if args.clips_of else None))
+                                          load_model(args.clips_of) if args.clips_of else None, runner))
     summary = runs[0] if len(runs) == 1 else {"model": model.model_id, "by_references": runs}
     for run in runs:
         print(json.dumps({k: v for k, v in run.items() if k not in ("per_frame", "per_clip", "per_person")},
@@ -286,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.held_out and len(runs) == 1:
         print(person_table(runs[0]))
     if len(runs) > 1:
-        print(f"| references | {model.model_id} PSNR | SSIM | frozen reference PSNR | ms per frame |\n|---|---|---|---|---|")
+        print(f"| references | {model.model_id} PSNR | SSIM | frozen reference PSNR | ms per frame |\n"
+              "|---|---|---|---|---|")
         for run in runs:
             print(f"| {run['references']} | {run['psnr']:.2f} | {run['ssim']:.3f} | {run['baseline_psnr']:.2f} | "
                   f"{run['ms_keypoints'] + run['ms_render']:.0f} |")

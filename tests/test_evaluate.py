@@ -7,7 +7,7 @@ import torch
 
 from shared_model.media.crop import clip_crop
 from shared_model.evaluate import evaluate_frames, main
-from shared_model.nets.model import available_models, load_model
+from shared_model.nets.model import TPSModel, available_models, load_model, save_model
 from shared_model.media.video import read_frames
 
 
@@ -61,3 +61,17 @@ def test_evaluate_with_reference_sets_from_the_first_second(tmp_path, face_video
     assert [r["reference_frames"] for r in runs] == [[0], [0, 24]]
     assert all(r["first_rebuilt_frame"] == 25 and r["frames"] == 35 for r in runs)
     assert "| 2 |" in capsys.readouterr().out
+
+
+def test_evaluate_runs_the_int8_onnx_generator_close_to_torch(tmp_path, face_video, small_config, monkeypatch):
+    """--backend onnx --precision int8 scores what the receiver would show with the quantized generator."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    save_model(TPSModel(small_config), tmp_path / "tiny.pt", "tiny")
+    results = {}
+    for name, flags in (("torch", []), ("int8", ["--backend", "onnx", "--precision", "int8"])):
+        out = tmp_path / f"{name}.json"
+        assert main(["--video", face_video, "--model", str(tmp_path / "tiny.pt"), "--out", str(out), *flags]) == 0
+        results[name] = json.loads(out.read_text())
+    assert results["int8"]["backend"] == "onnx" and results["int8"]["precision"] == "int8"
+    assert abs(results["int8"]["psnr"] - results["torch"]["psnr"]) < 0.5
