@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
@@ -16,6 +17,8 @@ from .protocol import ProtocolError
 log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT_S = 10.0
+#: A ``process_request`` hook answering plain HTTP requests (``signaling.static.WebApp``), or None to pass.
+HttpHook = Callable[[ServerConnection, Request], Response | None]
 
 
 @dataclass
@@ -26,8 +29,9 @@ class Room:
 class SignalingServer:
     """Room bookkeeping and the websocket handler (one argument, current ``websockets.asyncio`` API)."""
 
-    def __init__(self, max_rooms: int = 100) -> None:
+    def __init__(self, max_rooms: int = 100, web: HttpHook | None = None) -> None:
         self.max_rooms = max_rooms
+        self.web = web
         self.rooms: dict[str, Room] = {}
 
     def health(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -35,6 +39,13 @@ class SignalingServer:
         if request.path == "/healthz":
             return connection.respond(HTTPStatus.OK, f"ok rooms={len(self.rooms)}\n")
         return None
+
+    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """The health check, then the web app's files (when there is a web hook)."""
+        response = self.health(connection, request)
+        if response is None and self.web is not None:
+            response = self.web(connection, request)
+        return response
 
     async def handler(self, ws: ServerConnection) -> None:
         try:
@@ -108,7 +119,8 @@ class SignalingServer:
 
     def serve(self, host: str, port: int) -> serve:
         """The websockets server context (``async with server.serve(host, port) as ws_server``)."""
-        return serve(self.handler, host, port, process_request=self.health, max_size=protocol.MAX_MESSAGE_BYTES)
+        return serve(self.handler, host, port, process_request=self.process_request,
+                     max_size=protocol.MAX_MESSAGE_BYTES)
 
 
 def bound_port(server: Server) -> int:

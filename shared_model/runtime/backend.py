@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import torch
 
+from .cache import onnx_cache_root
 from .inference import KeypointExtractor, Renderer
 from ..nets.model import DEFAULT_MODEL, CodecModel, load_model, pick_device
 
@@ -47,8 +48,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def default_onnx_dir(model: CodecModel) -> Path:
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "keypoint-codec" / "onnx" / f"{model.model_id}-{model.version}"
+    return onnx_cache_root() / f"{model.model_id}-{model.version}"
 
 
 class Backend:

@@ -1,0 +1,131 @@
+// The page: loads the model the server offers, takes reference pictures, joins a room as the receiver and
+// shows the rebuilt face with frame rate, kbps and latency. URL: /room/NAME joins NAME at once; the query
+// takes ?model=NAME, ?ep=wasm|webgpu, ?stun=… ?turn=… ?turn-user=… ?turn-password=…, ?record=1 (keep the
+// messages in window.kpc.session.recorded). window.kpc exposes the page's state to tests.
+
+import { receiveCall } from "./call.js";
+import { iceServers, transportBytes } from "./peer.js";
+import { Renderer, modelIndex, pictureImage } from "./renderer.js";
+import { Session } from "./session.js";
+import { SignalingClient } from "./signaling.js";
+
+const params = new URLSearchParams(location.search);
+const $ = (id) => document.getElementById(id);
+const kpc = (window.kpc = { renderer: null, session: null, endReason: null });
+let hangUp = () => {};
+
+function setState(state, text) {
+  document.body.dataset.state = state;
+  $("status").textContent = text;
+}
+
+function roomFromUrl() {
+  const match = location.pathname.match(/^\/room\/([A-Za-z0-9_.-]{1,64})\/?$/);
+  return match ? match[1] : params.get("room");
+}
+
+function signalingUrl() {
+  return `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
+}
+
+async function loadModel() {
+  const index = await modelIndex();
+  const wanted = params.get("model");
+  const entry = index.find((e) => !wanted || e.name === wanted || e.model === wanted);
+  if (!entry) {
+    throw new Error(wanted ? `the server has no model ${wanted}` : "the server has no exported model (see docs/web.md)");
+  }
+  kpc.renderer = await Renderer.load(entry, $("face"), params.get("ep"));
+  $("model").textContent = `${entry.model} ${entry.model_version}, ${entry.resolution} px, ${kpc.renderer.provider}`;
+}
+
+async function takePictures(files) {
+  const images = [...files].filter((f) => f.type.startsWith("image/"));
+  if (!images.length || !kpc.renderer) return;
+  const size = kpc.renderer.entry.resolution;
+  await kpc.renderer.setReferences(await Promise.all(images.map((f) => pictureImage(f, size))));
+  $("refs").textContent = `${images.length} reference picture${images.length > 1 ? "s" : ""}`;
+  document.body.dataset.refs = String(images.length);
+  kpc.session?.poke();
+}
+
+function showStats(session, pc) {
+  let last = null;
+  return setInterval(async () => {
+    const r = session.stats.recent();
+    const bytes = await transportBytes(pc);
+    const now = performance.now();
+    const wire = last ? (8 * (bytes.received - last.bytes.received)) / (now - last.now) : null;
+    last = { bytes, now };
+    const ms = (v) => (v === null ? "–" : `${v.toFixed(0)} ms`);
+    const s = session.stats;
+    $("stats").textContent =
+      `${r.fps.toFixed(1)} fps · ${r.payloadKbps.toFixed(1)} kbps payload, ${wire === null ? "–" : wire.toFixed(1)} kbps wire · ` +
+      `latency ${ms(r.latencyMs)} (render ${ms(r.renderMs)}) · frames ${s.received} received, ${s.rendered} drawn, ` +
+      `${s.spoiled + s.stale} dropped`;
+  }, 500);
+}
+
+async function join(room) {
+  $("join-button").disabled = true;
+  $("hangup").disabled = false;
+  const session = (kpc.session = new Session(
+    { identity: kpc.renderer.identity, resolution: kpc.renderer.entry.resolution },
+    kpc.renderer,
+    params.get("record") === "1",
+  ));
+  const sig = new SignalingClient(signalingUrl(), room);
+  let ticker = null;
+  try {
+    setState("joining", `joining room ${room}…`);
+    const joined = await sig.open();
+    setState("waiting", joined.peer ? "the sender is here: connecting…" : `in room ${room}: waiting for the sender`);
+    const reason = await receiveCall(session, sig, iceServers(params), {
+      hangUp: new Promise((resolve) => (hangUp = () => resolve("hung up"))),
+      onConnected: (pc) => {
+        setState("in-call", `in a call in room ${room}`);
+        ticker = showStats(session, pc);
+      },
+    });
+    kpc.endReason = reason;
+    setState("ended", `call ended: ${reason}${session.refusal ? ` (refused: ${session.refusal})` : ""}`);
+  } catch (err) {
+    kpc.endReason = err.message;
+    setState("failed", `call failed: ${err.message}`);
+  } finally {
+    clearInterval(ticker);
+    sig.close();
+    $("join-button").disabled = false;
+    $("hangup").disabled = true;
+  }
+}
+
+function wireUp() {
+  const room = roomFromUrl();
+  $("room").value = room ?? "";
+  $("join").addEventListener("submit", (event) => {
+    event.preventDefault();
+    join($("room").value.trim());
+  });
+  $("hangup").addEventListener("click", () => hangUp());
+  $("pictures").addEventListener("change", (event) => takePictures(event.target.files));
+  const drop = $("drop");
+  drop.addEventListener("dragover", (event) => event.preventDefault());
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    takePictures(event.dataTransfer.files);
+  });
+  return room;
+}
+
+const room = wireUp();
+setState("loading", "loading the model…");
+try {
+  await loadModel();
+  setState("ready", "ready: drop pictures of the caller, then join a room");
+  if (room) {
+    join(room);
+  }
+} catch (err) {
+  setState("failed", `cannot load the model: ${err.message}`);
+}
