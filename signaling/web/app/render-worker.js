@@ -57,7 +57,8 @@ function imageTensor({ width, height, data }) {
   return new ort.Tensor("float32", out, [1, 3, height, width]);
 }
 
-/** Keypoints and encoder features of each reference picture, computed once. */
+/** Keypoints and encoder features of each reference picture, computed once; then one frame is drawn from
+the first reference's own keypoints, so the generator's first run (the slowest) is not a call's first frame. */
 async function setReferences({ images }) {
   const refs = [];
   for (const image of images) {
@@ -66,6 +67,7 @@ async function setReferences({ images }) {
     refs.push({ source, keypoints, strengths, features: await sessions.encoder.run({ image: source }) });
   }
   references = refs;
+  await render({ keypoints: refs[0].keypoints.data, strengths: refs[0].strengths.data });
   current = null;
   return refs.length;
 }
