@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
                          "python -m shared_model.export --out (default %(default)s)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # websockets logs two lines per HTTP request (a page load is a dozen); joins and leaves are logged above it.
+    logging.getLogger("websockets.server").setLevel(logging.WARNING)
     try:
         asyncio.run(run(args.host, args.port, args.max_rooms, args.models))
     except OSError as exc:

@@ -11,7 +11,7 @@ import { SignalingClient } from "./signaling.js";
 
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
-const kpc = (window.kpc = { renderer: null, session: null, endReason: null });
+const kpc = (window.kpc = { renderer: null, session: null });
 let hangUp = () => {};
 
 function setState(state, text) {
@@ -87,10 +87,8 @@ async function join(room) {
         ticker = showStats(session, pc);
       },
     });
-    kpc.endReason = reason;
     setState("ended", `call ended: ${reason}${session.refusal ? ` (refused: ${session.refusal})` : ""}`);
   } catch (err) {
-    kpc.endReason = err.message;
     setState("failed", `call failed: ${err.message}`);
   } finally {
     clearInterval(ticker);

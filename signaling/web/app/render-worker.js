@@ -42,7 +42,7 @@ async function load({ urls, provider: wanted }) {
     created = await create(provider);
   }
   sessions = Object.fromEntries(PARTS.map((part, i) => [part, created[i]]));
-  return { provider, threads: ort.env.wasm.numThreads };
+  return { provider };
 }
 
 /** uint8 RGBA pixels (res x res) to float32 (1, 3, res, res) in [0, 1], as onnx_backend.image_input. */

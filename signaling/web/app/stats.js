@@ -28,6 +28,9 @@ export class CallStats {
     this.arrivals = []; // [ms, bytes] within the window
     this.renders = []; // [ms, latency ms, render ms] within the window
     this.latencies = []; // every render's latency (ms)
+    this.renderMs = []; // every render's duration (ms)
+    this.firstRenderMs = null;
+    this.lastRenderMs = null;
   }
 
   frameReceived(seq, size) {
@@ -42,7 +45,10 @@ export class CallStats {
     const now = nowMs();
     const latency = now - Number(frame.captureNs / 1000n) / 1000;
     this.latencies.push(latency);
+    this.renderMs.push(renderMs);
     this.renders.push([now, latency, renderMs]);
+    this.firstRenderMs ??= now;
+    this.lastRenderMs = now;
   }
 
   trim(now) {
@@ -78,6 +84,8 @@ export class CallStats {
       refused: this.refused,
       payload_bytes: this.payloadBytes,
       latency_ms_median: median(this.latencies),
+      render_ms_median: median(this.renderMs),
+      render_fps: this.rendered > 1 ? ((this.rendered - 1) * 1000) / (this.lastRenderMs - this.firstRenderMs) : null,
       sender_last_seq: this.senderLastSeq,
     };
   }
