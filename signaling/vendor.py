@@ -13,6 +13,7 @@ import fnmatch
 import hashlib
 import json
 import logging
+import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -99,11 +100,11 @@ def vendor(vendor_dir: Path = VENDOR) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         for package in PACKAGES:
             out = vendor_dir / package.folder
-            for old in sorted(out.rglob("*"), reverse=True) if out.exists() else []:
-                old.unlink() if old.is_file() else old.rmdir()
-            files.update(extract(npm_pack(package, Path(tmp)), package, out))
-            log.info("%s@%s: %d files", package.npm, package.version, sum(f.startswith(package.folder + "/")
-                                                                         for f in files))
+            if out.exists():
+                shutil.rmtree(out)
+            copied = extract(npm_pack(package, Path(tmp)), package, out)
+            log.info("%s@%s: %d files", package.npm, package.version, len(copied))
+            files.update(copied)
     manifest = {"packages": [{"npm": p.npm, "version": p.version, "integrity": p.integrity, "licence": p.licence,
                               "folder": p.folder} for p in PACKAGES], "files": files}
     (vendor_dir / MANIFEST.name).write_text(json.dumps(manifest, indent=1) + "\n")

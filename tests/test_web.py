@@ -27,7 +27,6 @@ import pytest
 from receiver.demo import free_port, wait_healthy
 from receiver.session import Expectation, Session
 from shared_model.media.crop import crop_image
-from shared_model.media.metrics import psnr
 from shared_model.media.video import write_video
 from shared_model.nets.model import available_models, load_model
 from shared_model.runtime.graphs import META_FILE, export_model
