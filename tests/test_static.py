@@ -19,7 +19,8 @@ from signaling.static import WEB_ROOT, WebApp
 from signaling.vendor import MANIFEST, PACKAGES, VENDOR, Package, extract, sri
 
 
-def fake_export(folder: Path, model: str = "tps", parts: tuple[str, ...] = ("detector", "encoder", "generator")) -> None:
+def fake_export(folder: Path, model: str = "tps",
+                parts: tuple[str, ...] = ("detector", "encoder", "generator")) -> None:
     folder.mkdir(parents=True)
     for part in parts:
         (folder / f"{part}.onnx").write_bytes(f"{model} {part}".encode())
@@ -61,7 +62,8 @@ async def test_serves_the_page_its_scripts_and_the_runtime(site):
     # cross-origin isolated (onnxruntime-web may use threads), revalidated rather than fetched again
     assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
     assert headers["Cross-Origin-Embedder-Policy"] == "require-corp"
-    status, _, body = await get(f"http://{host}/vendor/onnxruntime-web/{wasm.name}", **{"If-None-Match": headers["ETag"]})
+    etag = {"If-None-Match": headers["ETag"]}
+    status, _, body = await get(f"http://{host}/vendor/onnxruntime-web/{wasm.name}", **etag)
     assert (status, body) == (304, b"")
 
 
