@@ -39,6 +39,9 @@ class WebApp:
         self.models = Path(models)
         self.files = {"/" + p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*"))
                       if p.is_file() and p.suffix in CONTENT_TYPES}
+        if not any(path.endswith(".wasm") for path in self.files):
+            log.warning("the browser page lacks onnxruntime-web's wasm (not kept in git): "
+                        "run python -m signaling.vendor")
 
     def __call__(self, connection: ServerConnection, request: Request) -> Response | None:
         if request.headers.get("Upgrade", "").lower() == "websocket":

@@ -1,9 +1,10 @@
-"""Development time only: ``python -m signaling.vendor`` refreshes the JavaScript the page ships with.
+"""``python -m signaling.vendor`` fetches the JavaScript the page runs (at set-up, as pip fetches packages).
 
 Each pinned npm package is fetched with ``npm pack`` (the npm registry's tarball), checked against its pinned
 integrity hash, and only the files the page loads are copied into ``signaling/web/vendor/NAME/``;
 ``signaling/web/vendor/manifest.json`` records their sizes and SHA-256 (tests check the shipped files against
-it). Nothing is fetched at run time: the server serves these copies.
+it). Nothing is fetched at run time: the server serves these copies. onnxruntime-web's 27 MB wasm file is not
+kept in git (the working tree stays small enough to travel to a lent GPU machine): set-up runs this command.
 """
 from __future__ import annotations
 
