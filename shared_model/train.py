@@ -1,9 +1,9 @@
 """Train the codec model: ``python -m shared_model.train --data CACHE --out RUN [options]``.
 
 CACHE is a folder written by ``python -m shared_model.training.data``. The run folder receives ``checkpoint.pt``
-(resumable), ``model.pt`` (shipped format, fp16), ``metrics.jsonl`` and validation grids ``val_STEP.png``.
-Options may also come from a JSON file (``--config FILE``, keys as the long flags with underscores); flags
-given on the command line win.
+(resumable), ``model.pt`` (shipped format, fp16), ``best.pt`` (the same, at the best validation so far),
+``metrics.jsonl`` and validation grids ``val_STEP.png``. Options may also come from a JSON file
+(``--config FILE``, keys as the long flags with underscores); flags given on the command line win.
 """
 from __future__ import annotations
 
@@ -231,15 +231,18 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
     held_people = {c["name"]: c.get("person", c["name"]) for _, _, held in caches for c in held}
     training_people = len({c.get("person", c["name"]) for _, train_clips, _ in caches for c in train_clips})
 
+    def save_weights(name: str) -> None:
+        save_model(model, out / name, opts.model_id,
+                   {"steps": step, "train_minutes": round(elapsed / 60, 1), "data": [str(d) for d in opts.data],
+                    "device": str(device), "held_out_clips": held_names,
+                    "held_out_people": held_people, "training_people": training_people})
+
     def save() -> None:
         torch.save({"model_state": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
                     "elapsed": elapsed, "history": history, "options": opts.__dict__,
                     "model": {"config": model.cfg.to_dict(), "meta": {**model.meta, "id": opts.model_id},
                               "state": model.state_dict()}}, ckpt_path)
-        save_model(model, out / "model.pt", opts.model_id,
-                   {"steps": step, "train_minutes": round(elapsed / 60, 1), "data": [str(d) for d in opts.data],
-                    "device": str(device), "held_out_clips": held_names,
-                    "held_out_people": held_people, "training_people": training_people})
+        save_weights("model.pt")
 
     log_file = (out / "metrics.jsonl").open("a")
     started = time.time() - elapsed
@@ -250,6 +253,8 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
         val_psnr, base_psnr, preds = validate(model, val_src, val_drv, device, freeze_detector=opts.freeze_detector)
         save_grid(out / f"val_{step:06d}.png", val_src, val_drv, preds)
         bar.write(f"step {step}: validation PSNR {val_psnr:.2f} dB (frozen reference {base_psnr:.2f} dB)")
+        if val_psnr > max((h["val_psnr"] for h in history), default=-math.inf):
+            save_weights("best.pt")  # the weights of the best validation so far
         history.append({"step": step, "val_psnr": val_psnr, "val_baseline_psnr": base_psnr, "time_s": round(elapsed, 1)})
         return {"val_psnr": val_psnr, "val_baseline_psnr": base_psnr}
 

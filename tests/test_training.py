@@ -61,6 +61,8 @@ def test_short_training_lowers_the_loss_and_resumes(cache, tmp_path, small_confi
     model = load_model(tmp_path / "run" / "model.pt")
     assert model.meta["steps"] == 70 and model.cfg == small_config
     assert (tmp_path / "run" / "val_000060.png").is_file()
+    best = max(resumed["history"], key=lambda h: h["val_psnr"])  # validations at steps 0, 60 and 70
+    assert load_model(tmp_path / "run" / "best.pt").meta["steps"] == best["step"]
 
 
 def test_keypoint_noise_reaches_the_generator_only_in_training(small_config, monkeypatch):
