@@ -35,13 +35,20 @@ def _locked(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def picture_messages(picture: int, data: bytes, replaces: int | None = None) -> list[bytes]:
+    """The messages that carry one picture: its announcement, then its chunks."""
+    announcement = Picture(picture, len(data), replaces)
+    return [announcement.encode()] + [PictureChunk(picture, i, data[i * CHUNK_BYTES:(i + 1) * CHUNK_BYTES]).encode()
+                                      for i in range(announcement.chunks)]
+
+
 @dataclass
 class _Outgoing:
     id: int
     data: bytes
-    announcement: Picture | None = None  # made when it is first due
-    announced: bool = False
-    chunks_sent: int = 0
+    replaces: int | None = None
+    messages: list[bytes] | None = None  # made when the picture is first due
+    sent: int = 0
 
 
 class PictureOutbox:
@@ -93,29 +100,21 @@ class PictureOutbox:
                 return None
             self._current = self._queue.popleft()
         current = self._current
-        if current.announcement is None:
-            replaces = None
+        if current.messages is None:
             if len(self.held) >= self.max_pictures:
-                replaces = min(self.held, key=lambda p: self.last_named.get(p, -1))
-            current.announcement = Picture(current.id, len(current.data), replaces)
-        if not current.announced:
-            return current.announcement.encode()
-        if current.chunks_sent < current.announcement.chunks:
-            start = current.chunks_sent * CHUNK_BYTES
-            return PictureChunk(current.id, current.chunks_sent, current.data[start:start + CHUNK_BYTES]).encode()
-        return None  # all sent: waiting for the ack
+                current.replaces = min(self.held, key=lambda p: self.last_named.get(p, -1))
+            current.messages = picture_messages(current.id, current.data, current.replaces)
+        return current.messages[current.sent] if current.sent < len(current.messages) else None
 
     @_locked
     def sent(self, message: bytes) -> None:
         """The message ``pending`` returned went out."""
         current = self._current
-        assert current is not None and current.announcement is not None
+        assert current is not None
         self.sent_bytes += len(message)
-        if current.announced:
-            current.chunks_sent += 1
-        else:
-            current.announced = True
-            self.held.discard(current.announcement.replaces)  # frames stop naming it now
+        if current.sent == 0 and current.replaces is not None:
+            self.held.discard(current.replaces)  # frames stop naming it now
+        current.sent += 1
 
     @_locked
     def acknowledged(self, ack: PictureAck) -> None:
@@ -124,8 +123,8 @@ class PictureOutbox:
         current = self._current
         if current is not None and current.id == ack.id:
             self._current = None
-        elif current is not None and current.announced:
-            self.held.discard(current.announcement.replaces)
+        elif current is not None and current.sent and current.replaces is not None:
+            self.held.discard(current.replaces)
 
     @_locked
     def refused_picture(self, picture: int) -> None:
