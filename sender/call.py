@@ -162,13 +162,14 @@ class Streamer:
         """The next picture message, if one is waiting, the last one has left aiortc's queue and the budget
         allows it. It queues behind the frame message just sent and has a frame interval to leave before the
         next one (one that still waits then is dropped and counted in ``dropped_backlog``)."""
-        outbox = self.pipeline.pictures.outbox
-        message = outbox.pending()
+        pictures = self.pipeline.pictures
+        message = pictures.outbox.pending()
+        frames_flow = pictures.own_pictures or bool(pictures.outbox.usable())  # else keep nothing back for them
         if (message is None or self.control.readyState != "open" or self.control.bufferedAmount > 0
-                or not self.budget.allows_chunk(len(message), time.monotonic())):
+                or not self.budget.allows_chunk(len(message), time.monotonic(), reserve=frames_flow)):
             return
         self.control.send(message)
-        outbox.sent(message)
+        pictures.outbox.sent(message)
         self.budget.spend(len(message))
         self.pipeline.counts.picture_message_bytes += len(message)
 

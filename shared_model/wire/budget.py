@@ -4,6 +4,7 @@ The bucket starts empty, fills at the budget rate and holds at most ``burst_s`` 
 than one picture chunk). A keypoint
 message is sent whenever the bucket is not empty (it may take the bucket below zero by that one message), a
 picture chunk only when the bucket also keeps ``RESERVE_S`` seconds' worth for the keypoint messages after it.
+(No reserve is kept while no keypoint message can be sent yet: the first picture goes as soon as it fits.)
 So by any time t since the start at most ``rate * t`` bytes plus one keypoint message have been sent: the
 budget holds over the whole call, not only on average. Payload bytes are counted (what the codec controls);
 the transport adds about 65 bytes a message on top (docs/wire-format.md).
@@ -36,9 +37,9 @@ class Budget:
         self.refill(now)
         return self.tokens > 0
 
-    def allows_chunk(self, size: int, now: float) -> bool:
+    def allows_chunk(self, size: int, now: float, reserve: bool = True) -> bool:
         self.refill(now)
-        return self.tokens >= size + RESERVE_S * self.rate
+        return self.tokens >= size + (RESERVE_S * self.rate if reserve else 0.0)
 
     def spend(self, size: int) -> None:
         self.tokens -= size
