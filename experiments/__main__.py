@@ -31,11 +31,11 @@ from .rd import Options, run_clip, set_threads
 from .summary import (
     average_points,
     clip_row,
-    default_point,
     markdown_table,
     mean_row,
     motion_markdown,
     motion_rows,
+    no_refresh_point,
     refresh_markdown,
     refresh_point,
     refresh_rows,
@@ -73,12 +73,15 @@ def _rd_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--refresh-kbps", type=floats, default=d.refresh_kbps,
                     help="budgets (every byte, kbps at 25 fps) of the codec refreshing its picture (default 4,8,16)")
     ap.add_argument("--refresh-db", type=float, default=d.refresh_db, help="the refresh rule's target (dB)")
+    ap.add_argument("--refresh-every", type=int, default=d.refresh_every,
+                    help="the refresh points keep every n-th frame (default 1; n > 1 needs n in --every)")
     ap.add_argument("--picture-crf", type=int, default=d.picture_crf, help="AV1 quality of the pictures (0-63)")
 
 
 def _options(args: argparse.Namespace) -> Options:
     return Options(args.steps, args.every, args.default_step, args.anchor_every, args.ack_delay_ms, args.codecs,
-                   args.bitrates, args.max_frames, args.threads, args.refresh_kbps, args.refresh_db, args.picture_crf)
+                   args.bitrates, args.max_frames, args.threads, args.refresh_kbps, args.refresh_every, args.refresh_db,
+                   args.picture_crf)
 
 
 def held_out_clips(videos: Path, cache: str | None, model: str) -> list[Path]:
@@ -113,11 +116,11 @@ def rd_set(args: argparse.Namespace) -> int:
     slower = "".join(f"### Equal MS-SSIM, one frame in {n} sent by every codec\n\n"
                      f"{markdown_table(tables[f'ms_ssim_every{n}'], 'MS-SSIM')}\n" for n in opts.every)
     # Every bit counted on both sides: the pictures (the first and the refreshes) and the baselines' keyframe.
-    settings = [("no refresh", default_point)] + [
+    settings = [("no refresh", no_refresh_point)] + [
         (f"refresh within {b:g} kbps", lambda r, b=b: refresh_point(r, b)) for b in opts.refresh_kbps]
     all_bits = ""
     for name, point in settings:
-        rows = [clip_row(r, "ms_ssim", ours=point(r), rate="kbps_amortised") for r in all_results]
+        rows = [clip_row(r, "ms_ssim", point(r)["every"], point(r), "kbps_amortised") for r in all_results]
         tables[f"all_bits_{name}"] = rows + [mean_row(rows)]
         all_bits += (f"### Equal MS-SSIM, every bit counted: {name}\n\n"
                      f"{markdown_table(tables[f'all_bits_{name}'], 'MS-SSIM', 'amortised')}\n")

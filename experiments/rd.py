@@ -62,6 +62,7 @@ class Options:
     max_frames: int | None = None
     threads: int = 1
     refresh_kbps: tuple[float, ...] = (4.0, 8.0, 16.0)  # budgets (all bits, kbps at 25 fps) of the refresh points
+    refresh_every: int = 1  # the refresh points keep every n-th frame (what --fps does in a call)
     refresh_db: float = RefreshRule.loss_db
     picture_crf: int = DEFAULT_CRF
 
@@ -189,32 +190,34 @@ class ClipRun:
                 "kbps": kbps(steady), "kbps_amortised": kbps((steady * (frames - 1) + first) / frames),
                 **_quality(self.clip, shown)}
 
-    def _render_named(self, sim: Simulated) -> np.ndarray:
-        """Every frame rebuilt from the picture it names."""
+    def _render_named(self, sim: Simulated, kept: np.ndarray) -> np.ndarray:
+        """Every kept frame rebuilt from the picture it names, held on screen until the next."""
         for key, image in sim.images.items():
             self._hold(key, image)
         px = self.opts.default_px
-        return np.stack([self._render(i, key, px, kp, st)
-                         for i, (kp, st, key) in enumerate(zip(sim.keypoints, sim.strengths, sim.named))])
+        rendered = np.stack([self._render(i, key, px, kp, st)
+                             for i, kp, st, key in zip(kept, sim.keypoints, sim.strengths, sim.named)])
+        return held_frames(rendered, kept, len(self.clip.frames))
 
     def refresh_point(self, budget_kbps: float) -> dict[str, Any]:
         """The codec refreshing its picture within the budget (kbps at 25 fps), starting from the clip's first
         frame. The steady rate is every byte after the first picture (which the budget governs), the amortised
         one every byte, the first picture's included."""
         kp, st = self.keypoints()
+        every = self.opts.refresh_every
         sim = simulate(self.clip.frames, kp, st, self.clip.fps, self.settings(self.opts.default_px),
                        KeypointExtractor(self.model), budget_kbps, RefreshRule(self.opts.refresh_db),
-                       self.opts.ack_delay_ms, self.opts.picture_crf)
+                       self.opts.ack_delay_ms, self.opts.picture_crf, every)
         frames = len(self.clip.frames)
         keypoint_bytes = float(np.sum(sim.frame_bytes))
         steady = kbps((keypoint_bytes + sim.picture_bytes) / frames)
-        return {"codec": "refresh", "budget_kbps": budget_kbps, "every": 1, "step_px": self.opts.default_px,
+        return {"codec": "refresh", "budget_kbps": budget_kbps, "every": every, "step_px": self.opts.default_px,
                 "kbps": steady, "kbps_amortised": steady + kbps(sim.first_picture_bytes / frames),
                 "kbps_keypoints": kbps(keypoint_bytes / frames), "bits_per_message": 8 * keypoint_bytes / frames,
                 "picture_bytes": sim.picture_bytes,
                 "first_picture_bytes": sim.first_picture_bytes,
                 "pictures": sim.events, "refreshes": len(sim.events) - 1,
-                **_quality(self.clip, self._render_named(sim))}
+                **_quality(self.clip, self._render_named(sim, np.arange(0, frames, every)))}
 
     def baseline_point(self, codec: str, target_kbps: float, every: int = 1) -> dict[str, Any]:
         """The codec at ``target_kbps`` (at 25 fps) fed every ``every``-th frame at ``fps / every``, each decoded
@@ -254,7 +257,9 @@ def run_clip(video: str | Path, refs: str | Path | None, model_name: str, out: s
     jobs: list[tuple[str, Callable[[], dict[str, Any]], str]] = [
         (f"keypoints-{px}px-every{n}", lambda px=px, n=n: run.keypoint_point(px, n), run.fingerprint)
         for px, n in opts.keypoint_settings()]
-    jobs += [(f"refresh-{b:g}k", lambda b=b: run.refresh_point(b), run.refresh_fingerprint) for b in opts.refresh_kbps]
+    suffix = f"-every{opts.refresh_every}" if opts.refresh_every > 1 else ""
+    jobs += [(f"refresh-{b:g}k{suffix}", lambda b=b: run.refresh_point(b), run.refresh_fingerprint)
+             for b in opts.refresh_kbps]
     jobs += [(f"{codec}-{rate}k", lambda c=codec, r=rate: run.baseline_point(c, r), run.baseline_fingerprint)
              for codec in opts.codecs for rate in opts.bitrates_kbps]
     # At the lower frame rates the baselines' ladder is divided by n: the same bits per coded frame.

@@ -91,12 +91,13 @@ PREPARE_MS = 60.0
 
 def simulate(frames: np.ndarray, kp: np.ndarray, st: np.ndarray, fps: float, settings: CodingSettings,
              extractor: Extractor, budget_kbps: float, rule: RefreshRule, ack_delay_ms: float = 150.0,
-             crf: int = DEFAULT_CRF) -> Simulated:
-    """The clip sent with refresh by ``rule`` within ``budget_kbps``."""
+             crf: int = DEFAULT_CRF, every: int = 1) -> Simulated:
+    """The clip sent with refresh by ``rule`` within ``budget_kbps``, keeping every ``every``-th frame (as
+    ``sender --fps`` does); the lists in the result hold the kept frames."""
     resolution = frames.shape[1]
     outbox = PictureOutbox()
     pictures = SenderPictures(extractor, resolution, outbox, None, RefreshPolicy(rule), crf)
-    receiver = _Receiver(resolution, max(1, round((ack_delay_ms + PREPARE_MS) / 1000 * fps)))
+    receiver = _Receiver(resolution, max(1, round((ack_delay_ms + PREPARE_MS) / 1000 * fps / every)))
     out = Simulated()
     pictures.send(frames[0])
     while (message := outbox.pending()) is not None:  # the first picture, before the clip starts
@@ -106,19 +107,19 @@ def simulate(frames: np.ndarray, kp: np.ndarray, st: np.ndarray, fps: float, set
             out.events.append({"key": key, "taken": 0, "acked": -1, "bytes": out.first_picture_bytes})
     # The budget runs on the clip's clock at the rate that gives budget_kbps at 25 frames a second.
     budget = Budget(budget_kbps * fps / REFERENCE_FPS, 0.0)
-    coder = StreamCoder(kp.shape[1], settings, fps, ack_delay_ms)
+    coder = StreamCoder(kp.shape[1], settings, fps / every, ack_delay_ms)
     taken = sending = 0  # the frame the picture in transfer was taken from, and its bytes so far
-    for i in range(len(frames)):
+    for seq, i in enumerate(range(0, len(frames), every)):
         now = i / fps
-        for ack in receiver.due(i):
+        for ack in receiver.due(seq):
             outbox.acknowledged(ack)
             next(e for e in out.events if e["key"] == receiver.held[ack.id] and e["acked"] < 0)["acked"] = i
         refreshes = pictures.counts.refreshes
-        picture = pictures.choose(i, frames[i], kp[i], st[i], now)
+        picture = pictures.choose(seq, frames[i], kp[i], st[i], now)
         assert picture, "the first picture is held from the start"
         if pictures.counts.refreshes > refreshes:
             taken, sending = i, 0
-        frame, decoded = coder.code(i, kp[i], st[i], picture)
+        frame, decoded = coder.code(seq, kp[i], st[i], picture)
         out.frame_bytes.append(len(frame.data))
         out.keypoints.append(decoded.keypoints)
         out.strengths.append(decoded.strengths)
@@ -131,7 +132,7 @@ def simulate(frames: np.ndarray, kp: np.ndarray, st: np.ndarray, fps: float, set
             out.picture_bytes += len(message)
             sending += len(message)
             budget.spend(len(message))
-            if (key := receiver.take(message, i)) is not None:
+            if (key := receiver.take(message, seq)) is not None:
                 out.events.append({"key": key, "taken": taken, "acked": -1, "bytes": sending})
     out.images = receiver.images
     return out

@@ -49,8 +49,14 @@ def default_point(results: dict[str, Any], every: int = 1) -> dict[str, Any]:
 
 
 def refresh_point(results: dict[str, Any], budget: float) -> dict[str, Any]:
-    """The codec refreshing its picture within ``budget`` kbps."""
+    """The codec refreshing its picture within ``budget`` kbps (at the frame rate the run measured)."""
     return next(p for p in results["points"] if p["codec"] == "refresh" and p["budget_kbps"] == budget)
+
+
+def no_refresh_point(results: dict[str, Any]) -> dict[str, Any]:
+    """The codec without refresh at the refresh points' frame rate (the default step)."""
+    every = next((p["every"] for p in results["points"] if p["codec"] == "refresh"), 1)
+    return default_point(results, every)
 
 
 def clip_row(results: dict[str, Any], metric: str, every: int = 1, ours: dict[str, Any] | None = None,
@@ -199,7 +205,7 @@ def refresh_rows(all_results: list[dict[str, Any]], budgets: tuple[float, ...]) 
     """Per clip: the codec without refresh (the default point) and refreshing within each budget."""
     rows = []
     for results in all_results:
-        none = default_point(results)
+        none = no_refresh_point(results)
         row = {"clip": results["clip"], "frames": results["frames"], "psnr": none["psnr"], "ms_ssim": none["ms_ssim"],
                "kbps_amortised": none["kbps_amortised"], "budgets": {}}
         for b in budgets:

@@ -10,9 +10,10 @@ that picture). Each is checked on three things:
 * **sharp**: the variance of its Laplacian.
 
 When ``window_s`` seconds of candidates are in (the first frame with a face starts the window), the candidates
-passing the most of the first two checks are kept, and of those the ones at least as sharp as their median;
-the sharpest of these is the first picture, and each next one is the candidate whose keypoints are farthest from
-those already chosen (so two pictures cover two poses or mouth shapes when the first second has them).
+passing the most of the first two checks are kept, and of those the sharper half (at least as many as pictures
+are wanted, topped up from the next best when there are too few); the sharpest of these is the first picture,
+and each next one is the candidate whose keypoints are farthest from those already chosen (so two pictures cover
+two poses or mouth shapes when the first second has them).
 """
 from __future__ import annotations
 
@@ -69,10 +70,9 @@ class Candidate:
 
 def choose(candidates: list[Candidate], count: int) -> list[Candidate]:
     """The ``count`` pictures the rule above picks (fewer if there are fewer candidates)."""
-    best = max(c.passed for c in candidates)
-    kept = [c for c in candidates if c.passed == best]
-    median = float(np.median([c.sharpness for c in kept]))
-    kept = sorted((c for c in kept if c.sharpness >= median), key=lambda c: -c.sharpness)
+    ranked = sorted(candidates, key=lambda c: (-c.passed, -c.sharpness))
+    top = sum(c.passed == ranked[0].passed for c in ranked)
+    kept = ranked[:max(count, (top + 1) // 2)]
     chosen = [kept[0]]
     while len(chosen) < min(count, len(kept)):
         rest = [c for c in kept if not any(c is o for o in chosen)]

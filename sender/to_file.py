@@ -31,9 +31,12 @@ def _write_pictures(pipeline: FramePipeline, out: RecordWriter, inbox: PictureIn
 
 def write_call_file(source: FrameSource, pipeline: FramePipeline, path: str | Path) -> None:
     """Every frame of the source, processed in order (no real-time pacing, no budget, nothing dropped). A file
-loses nothing, so every frame and picture counts as acknowledged once written."""
+loses nothing, so every frame and picture counts as acknowledged once written. A sender that sends no pictures
+writes frames naming the receiver's own (0)."""
     counts = pipeline.counts
     inbox = PictureInbox(pipeline.pictures.outbox.max_pictures)
+    # With no pictures of its own to send, a file is for a receiver that has its own (receiver --refs).
+    pipeline.pictures.own_pictures = not pipeline.pictures.sends_pictures
     with RecordWriter(path) as out:
         out.control(pipeline.hello().encode())
         _write_pictures(pipeline, out, inbox)

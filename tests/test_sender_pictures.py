@@ -34,10 +34,13 @@ def _candidate(kp_shift: float, passed: int, sharp: float) -> Candidate:
 def test_choose_prefers_checks_then_sharpness_then_variety():
     cands = [_candidate(0.0, 1, 100), _candidate(0.0, 2, 50), _candidate(0.1, 2, 60), _candidate(0.5, 2, 55),
              _candidate(0.9, 2, 10)]
-    chosen = choose(cands, 2)
-    # Passing both checks; at least the median sharpness (55) of those: 60 and 55; the sharpest first.
-    assert [c.sharpness for c in chosen] == [60, 55]
-    assert [c.sharpness for c in choose(cands, 5)] == [60, 55]  # no more than qualify
+    # Passing both checks, the sharper half of those (60, 55); the sharpest first.
+    assert [c.sharpness for c in choose(cands, 2)] == [60, 55]
+    # Three wanted: the third sharpest joins, and goes last as the nearest in keypoints to the first.
+    assert [c.sharpness for c in choose(cands, 3)] == [60, 55, 50]
+    # More wanted than pass both checks: topped up from the next best.
+    assert sorted(c.sharpness for c in choose(cands, 5)) == [10, 50, 55, 60, 100]
+    assert [c.sharpness for c in choose(cands[:2], 2)] == [50, 100]
 
 
 def test_start_pictures_wait_for_the_window_then_hand_out_once(face):

@@ -1,9 +1,9 @@
 """Reference pictures on the wire: one AV1 intra frame each (PyAV: SVT-AV1 encodes, dav1d decodes).
 
 Why AV1 and not WebP, AVIF or JPEG: on face crops at 256 px it takes the fewest bytes for the same PSNR
-(34 dB: about 1.0 KB, against 1.3 KB as AVIF, 1.6 KB as WebP and 3.4 KB as JPEG; docs/wire-format.md). AVIF is
-the same AV1 bitstream inside a HEIF container whose ~275 bytes of boxes say what the hello already fixes (size,
-8-bit 4:2:0), so the raw stream (OBUs, as the encoder writes them) is sent instead.
+(34 dB: 1.3 KB, against 1.6 KB as AVIF, 1.9 KB as WebP and 3.8 KB as JPEG; ``python -m experiments pictures``,
+docs/wire-format.md). AVIF is the same AV1 bitstream inside a HEIF container whose ~275 bytes of boxes say what
+the hello already fixes (size, 8-bit 4:2:0), so the raw stream (OBUs, as the encoder writes them) is sent.
 
 Decoding is strict: the decoder refuses a picture larger than the agreed size before it allocates anything for
 it (``max_pixels``), and anything but one ``resolution`` x ``resolution`` frame is a ``PictureError``.
@@ -20,8 +20,8 @@ from ..errors import PictureError
 
 #: The codec name both ends agree on in the hello.
 PICTURE_CODEC = "av1"
-#: SVT-AV1 constant rate factor (0-63, lower is better): about 33 dB and 0.8-1.2 KB on 256 px face crops; the
-#: generator renders from it within 0.3 dB of crf 35 at half the bytes (docs/wire-format.md).
+#: SVT-AV1 constant rate factor (0-63, lower is better): about 33 dB and 1 KB on 256 px face crops; the
+#: generator rebuilds frames from it within 0.25 dB of crf 35 at 43 % of the bytes (docs/wire-format.md).
 DEFAULT_CRF = 50
 #: SVT-AV1 speed preset: 6 is within 5 % of the bytes of the slow presets, at about 20 ms a picture.
 PRESET = 6
