@@ -13,10 +13,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-#: The calibration (8 training clips, 676 frame / picture pairs, tps 8637786482, 256 px): rmse 2.3 dB,
-#: correlation 0.78. Even a picture of the same pose loses a few dB against the frame's own.
-LOSS_AT_ZERO_DB = 3.3
-DB_PER_LOG_PX = 3.5
+#: The calibration (8 training clips, 676 frame / picture pairs, pictures at the default AV1 crf 50, tps
+#: 8637786482 at 256 px): rmse 2.2 dB, correlation 0.78 (Spearman 0.80 between distance and loss).
+LOSS_AT_ZERO_DB = 0.98
+DB_PER_LOG_PX = 3.33
 
 
 def estimated_loss_db(distance_px: float) -> float:
@@ -26,9 +26,9 @@ def estimated_loss_db(distance_px: float) -> float:
 
 @dataclass(frozen=True)
 class RefreshRule:
-    """``loss_db``: the estimated loss that makes a refresh due (9 dB: about 4 px); ``hold_s``: for how long."""
+    """``loss_db``: the estimated loss that makes a refresh due (6.4 dB: 4.1 px); ``hold_s``: for how long."""
 
-    loss_db: float = 9.0
+    loss_db: float = 6.4
     hold_s: float = 0.5
 
 
