@@ -93,7 +93,9 @@ def mean_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def markdown_table(rows: list[dict[str, Any]], metric: str, rate: str = "") -> str:
     """``rate``: "amortised" when the factors compare every bit."""
     codecs = list(rows[0]["needed"])
-    head = ["clip", "fps", "frames", "keypoints kbps @25 fps (bits/frame)", "amortised kbps", "PSNR", "SSIM",
+    steady = "kbps @25 fps, pictures after the first in (keypoint bits/frame)" if rate else \
+        "keypoints kbps @25 fps (bits/frame)"
+    head = ["clip", "fps", "frames", steady, "amortised kbps", "PSNR", "SSIM",
             "MS-SSIM"] + [f"{c} {rate + ' ' if rate else ''}kbps for same {metric} (×)" for c in codecs]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -229,7 +231,7 @@ def refresh_markdown(rows: list[dict[str, Any]], mattered_db: float = 1.0) -> st
         out = [f"{r['kbps_amortised']:.2f}, {r['psnr']:.2f}"]
         for b in budgets:
             x = r["budgets"][b]
-            out.append(f"{x['kbps']:.2f} ({x['kbps_amortised']:.2f}), {x['refreshes']:g}, {x['psnr']:.2f} "
+            out.append(f"{x['kbps']:.2f} ({x['kbps_amortised']:.2f}), {x['refreshes']:.3g}, {x['psnr']:.2f} "
                        f"({x['gain_db']:+.2f})")
         return out
 
