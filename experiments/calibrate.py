@@ -32,7 +32,7 @@ def clip_pairs(model: Any, video: Path, every: int, max_frames: int) -> list[dic
     """(distance px, loss dB) for every scored frame and each of the clip's two pictures."""
     frames = load_clip(video, model.cfg.resolution)[:max_frames]
     extract, renderer = KeypointExtractor(model), Renderer(model, [])
-    settings = CodingSettings.from_px(0.5, model.cfg.resolution)
+    settings = CodingSettings.from_px(0.5, model.cfg.core)
 
     def picture(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         image = decode_picture(encode_picture(frames[i]), model.cfg.resolution)
