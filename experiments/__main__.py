@@ -3,11 +3,15 @@
     python -m experiments rd --video FILE [--refs DIR] [--model tps|iw|PATH] --out DIR
     python -m experiments rd-set --videos DIR [--held-out [CACHE]] [--model NAME] --out DIR
     python -m experiments call --video FILE [--refs DIR] --loss 0,0.05,0.2 [--jitter-ms 0,40] --out DIR
+    python -m experiments calibrate --videos DIR --clips A,B,... [--model NAME] --out DIR
+    python -m experiments pictures --videos DIR --clips A,B,... [--model NAME] --out DIR
 
 ``rd`` writes DIR/results.json and DIR/rd.png; ``rd-set`` runs ``rd`` for every clip of the folder (or only the
 held-out clips: those a data cache's index.json marks held out, or without CACHE those the model's weights
 list) into DIR/clips/, then writes DIR/summary.md, DIR/results.json and DIR/rd.png. Finished points are kept
-and reused: a rerun resumes. See docs/experiments.md.
+and reused: a rerun resumes. ``calibrate`` measures what a stale reference picture costs against the keypoint
+distance (the refresh rule's estimate) and writes DIR/calibration.json; ``pictures`` compares image codecs and
+qualities for the reference pictures and writes DIR/pictures.json. See docs/experiments.md.
 """
 from __future__ import annotations
 
@@ -18,7 +22,10 @@ from pathlib import Path
 
 from shared_model.nets.model import DEFAULT_MODEL, load_model
 
+from .calibrate import calibrate
 from .call import CallSetting, run_calls
+from .pictures import markdown as pictures_markdown
+from .pictures import measure as measure_pictures
 from .plot import plot_points
 from .rd import Options, run_clip, set_threads
 from .summary import (
@@ -28,6 +35,10 @@ from .summary import (
     mean_row,
     motion_markdown,
     motion_rows,
+    no_refresh_point,
+    refresh_markdown,
+    refresh_point,
+    refresh_rows,
     settings_markdown,
     worst_frames,
 )
@@ -59,11 +70,18 @@ def _rd_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--codecs", type=lambda t: tuple(t.split(",")) if t else (), default=d.codecs)
     ap.add_argument("--bitrates", type=floats, default=d.bitrates_kbps, help="baseline targets, kbps at 25 fps")
     ap.add_argument("--max-frames", type=int, help="only the first N frames of each clip (quick runs)")
+    ap.add_argument("--refresh-kbps", type=floats, default=d.refresh_kbps,
+                    help="budgets (every byte, kbps at 25 fps) of the codec refreshing its picture (default 4,8,16)")
+    ap.add_argument("--refresh-db", type=float, default=d.refresh_db, help="the refresh rule's target (dB)")
+    ap.add_argument("--refresh-every", type=int, default=d.refresh_every,
+                    help="the refresh points keep every n-th frame (default 1; n > 1 needs n in --every)")
+    ap.add_argument("--picture-crf", type=int, default=d.picture_crf, help="AV1 quality of the pictures (0-63)")
 
 
 def _options(args: argparse.Namespace) -> Options:
     return Options(args.steps, args.every, args.default_step, args.anchor_every, args.ack_delay_ms, args.codecs,
-                   args.bitrates, args.max_frames, args.threads)
+                   args.bitrates, args.max_frames, args.threads, args.refresh_kbps, args.refresh_every, args.refresh_db,
+                   args.picture_crf)
 
 
 def held_out_clips(videos: Path, cache: str | None, model: str) -> list[Path]:
@@ -97,12 +115,28 @@ def rd_set(args: argparse.Namespace) -> int:
         tables[metric if every == 1 else f"{metric}_every{every}"] = rows + [mean_row(rows)]
     slower = "".join(f"### Equal MS-SSIM, one frame in {n} sent by every codec\n\n"
                      f"{markdown_table(tables[f'ms_ssim_every{n}'], 'MS-SSIM')}\n" for n in opts.every)
+    # Every bit counted on both sides: the pictures (the first and the refreshes) and the baselines' keyframe.
+    settings = [("no refresh", no_refresh_point)] + [
+        (f"refresh within {b:g} kbps", lambda r, b=b: refresh_point(r, b)) for b in opts.refresh_kbps]
+    all_bits = ""
+    for name, point in settings:
+        rows = [clip_row(r, "ms_ssim", point(r)["every"], point(r), "kbps_amortised") for r in all_results]
+        tables[f"all_bits_{name}"] = rows + [mean_row(rows)]
+        all_bits += (f"### Equal MS-SSIM, every bit counted: {name}\n\n"
+                     f"{markdown_table(tables[f'all_bits_{name}'], 'MS-SSIM', 'amortised')}\n")
+    refresh = ""
+    if opts.refresh_kbps:
+        rows = refresh_rows(all_results, opts.refresh_kbps)
+        tables["refresh"] = rows
+        refresh = (f"### Refreshing the picture within a budget (rule: {opts.refresh_db:g} dB, AV1 crf "
+                   f"{opts.picture_crf})\n\nkbps: every byte after the first picture (what the budget governs); "
+                   f"in brackets every byte.\n\n{refresh_markdown(rows)}\n")
     motion = motion_markdown(motion_rows(all_results), worst_frames(all_results))
     summary = (f"Keypoint codec at {opts.default_px:g} px (anchor every {opts.anchor_every}, acks "
                f"{opts.ack_delay_ms:g} ms late) against the bitrate each baseline needs for the same quality.\n\n"
                f"### Keypoint codec settings (means over the clips)\n\n{settings_markdown(all_results)}\n"
                f"### Equal MS-SSIM\n\n{markdown_table(tables['ms_ssim'], 'MS-SSIM')}\n"
-               f"### Equal PSNR\n\n{markdown_table(tables['psnr'], 'PSNR')}\n{slower}"
+               f"### Equal PSNR\n\n{markdown_table(tables['psnr'], 'PSNR')}\n{slower}{refresh}{all_bits}"
                f"### Quality against head motion\n\n{motion}")
     (out / "summary.md").write_text(summary)
     (out / "results.json").write_text(json.dumps({"options": opts.__dict__, "rows": tables,
@@ -119,6 +153,19 @@ def call(args: argparse.Namespace) -> int:
                         args.fps or None, args.threads, settings, args.seed, sender_args)
     print((Path(args.out) / "summary.md").read_text())
     return 0 if all(r["frames_rendered"] > 0 for r in results) else 1
+
+
+def calibration(args: argparse.Namespace) -> int:
+    result = calibrate([Path(args.videos) / c for c in args.clips], args.model, Path(args.out), args.every,
+                       args.max_frames)
+    print(f"{result['pairs']} pairs: loss = {result['loss_at_zero_db']:.2f} + {result['db_per_log_px']:.2f} ln(1 + d) dB, "
+          f"rmse {result['rmse_db']:.2f} dB, correlation {result['fit_correlation']:.2f}, Spearman {result['spearman']:.2f}")
+    print("| keypoint distance px | pairs | mean PSNR loss of the stale picture dB |\n|---|---|---|")
+    for row in result["by_distance"]:
+        lo, hi = row["distance_px"]
+        loss = "–" if row["mean_loss_db"] is None else f"{row['mean_loss_db']:.2f}"
+        print(f"| {lo:g}–{hi:g} | {row['pairs']} | {loss} |")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,12 +195,29 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--seed", type=int, default=1, help="impairment random seed")
     c.add_argument("--threads", type=int, default=1)
     c.add_argument("--out", required=True)
+    k = sub.add_parser("calibrate", help="what a stale reference picture costs against the keypoint distance")
+    k.add_argument("--every", type=int, default=5, help="score every n-th frame (default %(default)s)")
+    k.add_argument("--max-frames", type=int, default=250)
+    pic = sub.add_parser("pictures", help="image codecs and qualities for the reference pictures")
+    for p in (k, pic):
+        p.add_argument("--videos", required=True, help="folder the clips are in")
+        p.add_argument("--clips", required=True, type=lambda t: [c for c in t.split(",") if c],
+                       help="comma-separated clips under --videos (not held out: these choices are the codec's)")
+        p.add_argument("--model", default=DEFAULT_MODEL)
+        p.add_argument("--threads", type=int, default=1)
+        p.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     set_threads(args.threads)
     if args.command == "rd":
         results = run_clip(args.video, args.refs, args.model, args.out, _options(args))
         print(json.dumps({k: v for k, v in results.items() if k not in ("points", "motion_px")}, indent=1))
+        return 0
+    if args.command == "calibrate":
+        return calibration(args)
+    if args.command == "pictures":
+        print(pictures_markdown(measure_pictures([Path(args.videos) / c for c in args.clips], args.model,
+                                                 Path(args.out))))
         return 0
     return rd_set(args) if args.command == "rd-set" else call(args)
 

@@ -35,7 +35,7 @@ class CallSetting:
 
 
 def first_frame_refs(video: Path, folder: Path) -> Path:
-    """A reference folder holding the clip's first frame."""
+    """A reference folder holding the clip's first frame (the sender sends it as its picture)."""
     folder.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(folder / "ref_00.png"), cv2.cvtColor(read_frames(video, max_frames=1)[0], cv2.COLOR_RGB2BGR))
     return folder
@@ -48,7 +48,7 @@ def _summary(stats: dict[str, Any]) -> dict[str, Any]:
             "latency_ms": {k: stats["latency_ms"][k] for k in ("median", "p95")}, "sender": stats["sender"]}
 
 
-def run_setting(video: Path, refs: Path, first_is_reference: bool, out: Path, model: str, fps: float | None,
+def run_setting(video: Path, refs: Path, out: Path, model: str, fps: float | None,
                 threads: int, setting: CallSetting, seed: int, sender_args: list[str]) -> dict[str, Any]:
     result_path = out / setting.name / "result.json"
     if result_path.is_file():
@@ -59,7 +59,7 @@ def run_setting(video: Path, refs: Path, first_is_reference: bool, out: Path, mo
               "--impair-delay-ms", str(setting.delay_ms), "--impair-seed", str(seed)]
     stats = run_call(video, refs, folder, model, fps, threads, impair + sender_args)
     resolution = load_model(model).cfg.resolution
-    truth, recorded = recording_vs_sent(video, fps, resolution, folder / "call.mp4", stats, first_is_reference)
+    truth, recorded = recording_vs_sent(video, fps, resolution, folder / "call.mp4", stats)
     n = min(len(truth), len(recorded))
     scores = frame_scores(np.stack(truth[:n]), recorded[:n])
     result = {"loss": setting.loss, "jitter_ms": setting.jitter_ms, "delay_ms": setting.delay_ms,
@@ -72,9 +72,8 @@ def run_calls(video: Path, refs: Path | None, out: Path, model: str, fps: float 
               settings: list[CallSetting], seed: int, sender_args: list[str]) -> list[dict[str, Any]]:
     """Every setting in turn; writes ``OUT/results.json`` and ``OUT/summary.md``."""
     out.mkdir(parents=True, exist_ok=True)
-    first_is_reference = refs is None
     refs = refs or first_frame_refs(video, out / "refs")
-    results = [run_setting(video, refs, first_is_reference, out, model, fps, threads, s, seed, sender_args)
+    results = [run_setting(video, refs, out, model, fps, threads, s, seed, sender_args)
                for s in tqdm(settings, desc="calls", disable=None)]
     (out / "results.json").write_text(json.dumps({"video": str(video), "model": model, "fps": fps,
                                                   "sender_args": sender_args, "calls": results}, indent=1))

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
-COLOURS = {"keypoints": "tab:red", "x264": "tab:blue", "vp8": "tab:green", "vp9": "tab:purple"}
+COLOURS = {"keypoints": "tab:red", "refresh": "darkred", "x264": "tab:blue", "vp8": "tab:green", "vp9": "tab:purple"}
 TARGET_KBPS = 4.0
 RATE_TICKS = (0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -35,12 +35,19 @@ def _panel(ax: Any, points: list[dict[str, Any]], metric: str, label: str) -> No
         ax.plot(p["kbps"], p[metric], "^", color=COLOURS["keypoints"])
         ax.annotate(f"1 in {p['every']}", (p["kbps"], p[metric]), textcoords="offset points", xytext=(-10, 6),
                     fontsize=7, color=COLOURS["keypoints"])
+    refresh = sorted((p for p in points if p["codec"] == "refresh"), key=lambda p: p["kbps"])
+    if refresh:
+        ax.plot([p["kbps"] for p in refresh], [p[metric] for p in refresh], "D-", color=COLOURS["refresh"], ms=4,
+                label="keypoints + refreshed pictures (budget)")
+        for p in refresh:
+            ax.annotate(f"{p['budget_kbps']:g}", (p["kbps"], p[metric]), textcoords="offset points", xytext=(4, 4),
+                        fontsize=7, color=COLOURS["refresh"])
     ax.axvline(TARGET_KBPS, color="grey", lw=0.8, ls=":")
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(FixedLocator(RATE_TICKS))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("kbps at 25 fps (steady; first frame / references apart)")
+    ax.set_xlabel("kbps at 25 fps (steady: first frame / first picture apart; refreshes in)")
     ax.set_ylabel(label)
     ax.grid(True, which="both", alpha=0.3)
 

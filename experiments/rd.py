@@ -25,20 +25,26 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from sender.refresh import RefreshRule
 from shared_model.evaluate import load_clip
-from shared_model.runtime.inference import KeypointExtractor, Renderer
-from shared_model.wire.keycoding import CodingSettings
-from shared_model.nets.model import load_model
+from shared_model.media.metrics import frame_scores
+from shared_model.media.picture_codec import DEFAULT_CRF, decode_picture, encode_picture
 from shared_model.media.references import load_reference_images
 from shared_model.media.video import video_fps
+from shared_model.nets.model import load_model
+from shared_model.runtime.inference import KeypointExtractor, Renderer
+from shared_model.wire.keycoding import CodingSettings
+from shared_model.wire.pictures import picture_messages
 
 from .baselines import encode_decode
 from .keystream import REFERENCE_FPS, code_stream, held_frames
-from shared_model.media.metrics import frame_scores
+from .refresh import Simulated, picture_key, simulate
 
 log = logging.getLogger(__name__)
 
 METRICS = ("psnr", "ssim", "ms_ssim")
+#: Bumped when the refresh simulation changes, so that its cached points are made again.
+REFRESH_SIMULATION = 2
 ANCHOR_PERIODS = (1, 2, 4, 8, 64)
 
 
@@ -55,6 +61,10 @@ class Options:
     bitrates_kbps: tuple[float, ...] = (5, 8, 12, 20, 32, 50, 80, 125, 200)
     max_frames: int | None = None
     threads: int = 1
+    refresh_kbps: tuple[float, ...] = (4.0, 8.0, 16.0)  # budgets (all bits, kbps at 25 fps) of the refresh points
+    refresh_every: int = 1  # the refresh points keep every n-th frame (what --fps does in a call)
+    refresh_db: float = RefreshRule.loss_db
+    picture_crf: int = DEFAULT_CRF
 
     def keypoint_settings(self) -> list[tuple[float, int]]:
         """(step in px, keep every n-th frame) of every keypoint-codec point."""
@@ -63,25 +73,28 @@ class Options:
 
 @dataclass
 class Clip:
-    """A face-cropped clip and the references the receiver holds."""
+    """A face-cropped clip and the references the receiver holds, as the call sends them (AV1 pictures)."""
 
     name: str
     frames: np.ndarray  # (T, R, R, 3) uint8
     fps: float
-    references: list[np.ndarray]
+    references: list[np.ndarray]  # decoded, as the receiver holds them
+    keys: list[str]  # each reference's key (a hash of its coded bytes)
     scored: slice  # the frames quality is averaged over
-    ref_bytes: int  # the references as JPEG (quality 90)
+    ref_bytes: int  # the references' picture messages (announcements and chunks)
     fingerprint: str = field(default="")
 
 
-def load(video: str | Path, refs: str | Path | None, resolution: int, max_frames: int | None) -> Clip:
+def load(video: str | Path, refs: str | Path | None, resolution: int, max_frames: int | None,
+         crf: int = DEFAULT_CRF) -> Clip:
     frames = load_clip(video, resolution)[:max_frames]
-    references = [img for _, img in load_reference_images(refs, resolution)] if refs else [frames[0]]
-    ref_bytes = sum(len(cv2.imencode(".jpg", cv2.cvtColor(r, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])[1])
-                    for r in references)
-    digest = hashlib.sha1(frames.tobytes() + b"".join(r.tobytes() for r in references)).hexdigest()[:12]
-    return Clip(Path(video).name, frames, video_fps(video), references, slice(0 if refs else 1, None), ref_bytes,
-                digest)
+    raw = [img for _, img in load_reference_images(refs, resolution)] if refs else [frames[0]]
+    coded = [encode_picture(r, crf) for r in raw]
+    ref_bytes = sum(len(m) for i, data in enumerate(coded) for m in picture_messages(i + 1, data))
+    keys = [picture_key(data) for data in coded]
+    digest = hashlib.sha1(frames.tobytes() + "".join(keys).encode()).hexdigest()[:12]
+    return Clip(Path(video).name, frames, video_fps(video), [decode_picture(d, resolution) for d in coded], keys,
+                slice(0 if refs else 1, None), ref_bytes, digest)
 
 
 def kbps(bytes_per_source_frame: float) -> float:
@@ -106,8 +119,14 @@ class ClipRun:
         self.fingerprint = (f"{clip.fingerprint}-{self.model.model_id}-{self.model.version}-"
                             f"{opts.ack_delay_ms}-{opts.anchor_every}")
         (out / "points").mkdir(parents=True, exist_ok=True)
+        self.refresh_fingerprint = f"{self.fingerprint}-{opts.refresh_db}-{opts.picture_crf}-{REFRESH_SIMULATION}"
         self._renderer: Renderer | None = None
         self._keypoints: tuple[np.ndarray, np.ndarray] | None = None
+        self._pictures = Renderer(self.model, [])
+        self._picture_ids: dict[str, int] = {}
+        self._rendered: dict[tuple[int, str, float], np.ndarray] = {}  # (frame, picture, step px): as every run
+        for key, image in zip(clip.keys, clip.references):
+            self._hold(key, image)
 
     def cached(self, name: str, compute: Callable[[], dict[str, Any]], fingerprint: str | None = None) -> dict[str, Any]:
         """The point ``name`` from the cache if it was made with the same fingerprint, else computed and kept."""
@@ -140,12 +159,27 @@ class ClipRun:
         return CodingSettings.from_px(px, self.model.cfg.core,
                                       anchor_every=anchor_every or self.opts.anchor_every)
 
+    def _hold(self, key: str, image: np.ndarray) -> None:
+        if key not in self._picture_ids:
+            self._picture_ids[key] = len(self._picture_ids) + 1
+            self._pictures.add_picture(self._picture_ids[key], image)
+
+    def _render(self, frame: int, key: str, px: float, kp: np.ndarray, st: np.ndarray) -> np.ndarray:
+        """Frame ``frame`` (a source index) rebuilt from the picture ``key``; the decoded keypoints depend only on
+        the frame and the step, so a rendering is reused by every point that needs it."""
+        if (frame, key, px) not in self._rendered:
+            self._rendered[frame, key, px] = self._pictures.render(kp, st, self._picture_ids[key])[0]
+        return self._rendered[frame, key, px]
+
     def keypoint_point(self, px: float, every: int) -> dict[str, Any]:
         kp, st = self.keypoints()
         coded = code_stream(kp, st, self.settings(px), self.clip.fps, every, self.opts.ack_delay_ms)
-        rendered = np.stack([self.renderer().render(k, s)[0] for k, s in
-                             tqdm(zip(coded.keypoints, coded.strengths), total=len(coded.kept),
-                                  desc=f"render {px} px 1/{every}", leave=False, disable=None)])
+        frames = tqdm(zip(coded.kept, coded.keypoints, coded.strengths), total=len(coded.kept),
+                      desc=f"render {px} px 1/{every}", leave=False, disable=None)
+        if len(self.clip.references) == 1:
+            rendered = np.stack([self._render(i, self.clip.keys[0], px, k, s) for i, k, s in frames])
+        else:  # the receiver picks among its own references per frame
+            rendered = np.stack([self.renderer().render(k, s)[0] for _, k, s in frames])
         shown = held_frames(rendered, coded.kept, len(self.clip.frames))
         frames = len(self.clip.frames)
         steady = coded.bits_per_kept_frame(skip_first=True) / 8 / every
@@ -155,6 +189,35 @@ class ClipRun:
                 "first_bytes": int(coded.sizes[0]), "ref_bytes": self.clip.ref_bytes, "intra": coded.intra,
                 "kbps": kbps(steady), "kbps_amortised": kbps((steady * (frames - 1) + first) / frames),
                 **_quality(self.clip, shown)}
+
+    def _render_named(self, sim: Simulated, kept: np.ndarray) -> np.ndarray:
+        """Every kept frame rebuilt from the picture it names, held on screen until the next."""
+        for key, image in sim.images.items():
+            self._hold(key, image)
+        px = self.opts.default_px
+        rendered = np.stack([self._render(i, key, px, kp, st)
+                             for i, kp, st, key in zip(kept, sim.keypoints, sim.strengths, sim.named)])
+        return held_frames(rendered, kept, len(self.clip.frames))
+
+    def refresh_point(self, budget_kbps: float) -> dict[str, Any]:
+        """The codec refreshing its picture within the budget (kbps at 25 fps), starting from the clip's first
+        frame. The steady rate is every byte after the first picture (which the budget governs), the amortised
+        one every byte, the first picture's included."""
+        kp, st = self.keypoints()
+        every = self.opts.refresh_every
+        sim = simulate(self.clip.frames, kp, st, self.clip.fps, self.settings(self.opts.default_px),
+                       KeypointExtractor(self.model), budget_kbps, RefreshRule(self.opts.refresh_db),
+                       self.opts.ack_delay_ms, self.opts.picture_crf, every)
+        frames = len(self.clip.frames)
+        keypoint_bytes = float(np.sum(sim.frame_bytes))
+        steady = kbps((keypoint_bytes + sim.picture_bytes) / frames)
+        return {"codec": "refresh", "budget_kbps": budget_kbps, "every": every, "step_px": self.opts.default_px,
+                "kbps": steady, "kbps_amortised": steady + kbps(sim.first_picture_bytes / frames),
+                "kbps_keypoints": kbps(keypoint_bytes / frames), "bits_per_message": 8 * keypoint_bytes / frames,
+                "picture_bytes": sim.picture_bytes,
+                "first_picture_bytes": sim.first_picture_bytes,
+                "pictures": sim.events, "refreshes": len(sim.events) - 1,
+                **_quality(self.clip, self._render_named(sim, np.arange(0, frames, every)))}
 
     def baseline_point(self, codec: str, target_kbps: float, every: int = 1) -> dict[str, Any]:
         """The codec at ``target_kbps`` (at 25 fps) fed every ``every``-th frame at ``fps / every``, each decoded
@@ -178,7 +241,7 @@ class ClipRun:
     def motion_px(self) -> list[float]:
         """Per frame: mean keypoint distance (px) to the nearest reference's keypoints (how far the head moved)."""
         kp, _ = self.keypoints()
-        ref_kp = self.renderer().kp.numpy()
+        ref_kp = np.stack([r.kp.cpu().numpy() for r in self.renderer().own])
         dist = np.linalg.norm(kp[:, None] - ref_kp[None], axis=-1).mean(-1).min(1)
         return (dist * self.model.cfg.core / 2)[self.clip.scored].round(3).tolist()
 
@@ -189,11 +252,14 @@ def run_clip(video: str | Path, refs: str | Path | None, model_name: str, out: s
 
     out = Path(out)
     model = load_model(model_name)
-    clip = load(video, refs, model.cfg.resolution, opts.max_frames)
+    clip = load(video, refs, model.cfg.resolution, opts.max_frames, opts.picture_crf)
     run = ClipRun(clip, model_name, out, opts)
     jobs: list[tuple[str, Callable[[], dict[str, Any]], str]] = [
         (f"keypoints-{px}px-every{n}", lambda px=px, n=n: run.keypoint_point(px, n), run.fingerprint)
         for px, n in opts.keypoint_settings()]
+    suffix = f"-every{opts.refresh_every}" if opts.refresh_every > 1 else ""
+    jobs += [(f"refresh-{b:g}k{suffix}", lambda b=b: run.refresh_point(b), run.refresh_fingerprint)
+             for b in opts.refresh_kbps]
     jobs += [(f"{codec}-{rate}k", lambda c=codec, r=rate: run.baseline_point(c, r), run.baseline_fingerprint)
              for codec in opts.codecs for rate in opts.bitrates_kbps]
     # At the lower frame rates the baselines' ladder is divided by n: the same bits per coded frame.

@@ -48,17 +48,30 @@ def default_point(results: dict[str, Any], every: int = 1) -> dict[str, Any]:
                 and p["step_px"] == results["default_step_px"])
 
 
-def clip_row(results: dict[str, Any], metric: str, every: int = 1) -> dict[str, Any]:
-    """The keypoint codec against each baseline's curve, both sending every ``every``-th frame."""
-    ours = default_point(results, every)
+def refresh_point(results: dict[str, Any], budget: float) -> dict[str, Any]:
+    """The codec refreshing its picture within ``budget`` kbps (at the frame rate the run measured)."""
+    return next(p for p in results["points"] if p["codec"] == "refresh" and p["budget_kbps"] == budget)
+
+
+def no_refresh_point(results: dict[str, Any]) -> dict[str, Any]:
+    """The codec without refresh at the refresh points' frame rate (the default step)."""
+    every = next((p["every"] for p in results["points"] if p["codec"] == "refresh"), 1)
+    return default_point(results, every)
+
+
+def clip_row(results: dict[str, Any], metric: str, every: int = 1, ours: dict[str, Any] | None = None,
+             rate: str = "kbps") -> dict[str, Any]:
+    """The keypoint codec (``ours``, default: at the default step sending every ``every``-th frame) against each
+    baseline's curve sending every ``every``-th frame, on the ``rate`` of both (``kbps_amortised``: every bit)."""
+    ours = ours or default_point(results, every)
     row = {"clip": results["clip"], "fps": results["fps"], "frames": results["frames"], "kbps": ours["kbps"],
            "kbps_amortised": ours["kbps_amortised"], "bits_per_message": ours["bits_per_message"],
            "psnr": ours["psnr"], "ssim": ours["ssim"], "ms_ssim": ours["ms_ssim"], "needed": {}}
     for codec in BASELINES:
-        curve = [p for p in results["points"] if p["codec"] == codec and p["every"] == every]
+        curve = [{**p, "kbps": p[rate]} for p in results["points"] if p["codec"] == codec and p["every"] == every]
         if curve:
             need = needed_rate(curve, metric, ours[metric])
-            row["needed"][codec] = {"kbps": need.kbps, "bound": need.bound, "factor": need.kbps / ours["kbps"]}
+            row["needed"][codec] = {"kbps": need.kbps, "bound": need.bound, "factor": need.kbps / ours[rate]}
     return row
 
 
@@ -77,10 +90,13 @@ def mean_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"clip": f"**mean of {len(rows)} clips**", "fps": None, "frames": sum(r["frames"] for r in rows), **mean}
 
 
-def markdown_table(rows: list[dict[str, Any]], metric: str) -> str:
+def markdown_table(rows: list[dict[str, Any]], metric: str, rate: str = "") -> str:
+    """``rate``: "amortised" when the factors compare every bit."""
     codecs = list(rows[0]["needed"])
-    head = ["clip", "fps", "frames", "keypoints kbps @25 fps (bits/frame)", "amortised kbps", "PSNR", "SSIM",
-            "MS-SSIM"] + [f"{c} kbps for same {metric} (×)" for c in codecs]
+    steady = "kbps @25 fps, pictures after the first in (keypoint bits/frame)" if rate else \
+        "keypoints kbps @25 fps (bits/frame)"
+    head = ["clip", "fps", "frames", steady, "amortised kbps", "PSNR", "SSIM",
+            "MS-SSIM"] + [f"{c} {rate + ' ' if rate else ''}kbps for same {metric} (×)" for c in codecs]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["clip"], "" if r["fps"] is None else f"{r['fps']:g}", str(r["frames"]),
@@ -102,7 +118,8 @@ def average_points(all_results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for points in groups.values():
         if len(points) == len(all_results):
-            avg = {k: points[0][k] for k in ("name", "codec", "step_px", "every", "target_kbps") if k in points[0]}
+            avg = {k: points[0][k] for k in ("name", "codec", "step_px", "every", "target_kbps", "budget_kbps")
+                   if k in points[0]}
             avg.update({k: float(np.mean([p[k] for p in points])) for k in ("kbps", "psnr", "ssim", "ms_ssim")})
             out.append(avg)
     return out
@@ -183,4 +200,53 @@ def settings_markdown(all_results: list[dict[str, Any]]) -> str:
               "| spoiled frames per lost message, at most | " + " | ".join(str(int(g) - 1) for g in periods) + " |",
               "| bits per message | " + " | ".join(f"{np.mean([r['anchor_bits'][g] for r in all_results]):.0f}"
                                                for g in periods) + " |"]
+    return "\n".join(lines) + "\n"
+
+
+def refresh_rows(all_results: list[dict[str, Any]], budgets: tuple[float, ...]) -> list[dict[str, Any]]:
+    """Per clip: the codec without refresh (the default point) and refreshing within each budget."""
+    rows = []
+    for results in all_results:
+        none = no_refresh_point(results)
+        row = {"clip": results["clip"], "frames": results["frames"], "psnr": none["psnr"], "ms_ssim": none["ms_ssim"],
+               "kbps_amortised": none["kbps_amortised"], "budgets": {}}
+        for b in budgets:
+            p = refresh_point(results, b)
+            row["budgets"][b] = {"kbps": p["kbps"], "kbps_amortised": p["kbps_amortised"],
+                                 "refreshes": p["refreshes"], "psnr": p["psnr"], "ms_ssim": p["ms_ssim"],
+                                 "gain_db": p["psnr"] - none["psnr"]}
+        rows.append(row)
+    return rows
+
+
+def refresh_markdown(rows: list[dict[str, Any]], mattered_db: float = 1.0) -> str:
+    """The refresh table, its mean row, the two hardest clips (lowest PSNR without refresh) and the clips where
+    refresh mattered (gained at least ``mattered_db`` within some budget)."""
+    budgets = list(rows[0]["budgets"])
+    head = ["clip", "frames", "no refresh: kbps (all bits), PSNR"] + [
+        f"{b:g} kbps: kbps (all bits), refreshes, PSNR (gain)" for b in budgets]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def cells(r: dict[str, Any]) -> list[str]:
+        out = [f"{r['kbps_amortised']:.2f}, {r['psnr']:.2f}"]
+        for b in budgets:
+            x = r["budgets"][b]
+            out.append(f"{x['kbps']:.2f} ({x['kbps_amortised']:.2f}), {x['refreshes']:.3g}, {x['psnr']:.2f} "
+                       f"({x['gain_db']:+.2f})")
+        return out
+
+    for r in rows:
+        lines.append("| " + " | ".join([r["clip"], str(r["frames"]), *cells(r)]) + " |")
+    mean = {"kbps_amortised": np.mean([r["kbps_amortised"] for r in rows]), "psnr": np.mean([r["psnr"] for r in rows]),
+            "budgets": {b: {k: float(np.mean([r["budgets"][b][k] for r in rows]))
+                            for k in ("kbps", "kbps_amortised", "refreshes", "psnr", "gain_db")} for b in budgets}}
+    lines.append("| " + " | ".join([f"**mean of {len(rows)} clips**", str(sum(r["frames"] for r in rows)),
+                                    *cells(mean)]) + " |")
+    hardest = sorted(rows, key=lambda r: r["psnr"])[:2]
+    lines += ["", "Two hardest clips (lowest PSNR without refresh): " + "; ".join(
+        f"{r['clip']} ({r['psnr']:.2f} dB; " + ", ".join(f"{r['budgets'][b]['gain_db']:+.2f} dB at {b:g} kbps"
+                                                       for b in budgets) + ")" for r in hardest) + "."]
+    mattered = [r["clip"] for r in rows if max(x["gain_db"] for x in r["budgets"].values()) >= mattered_db]
+    lines.append(f"Refresh mattered (at least {mattered_db:g} dB within some budget) on {len(mattered)} of {len(rows)} "
+                 f"clips: {', '.join(mattered) or 'none'}.")
     return "\n".join(lines) + "\n"

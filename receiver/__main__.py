@@ -1,7 +1,11 @@
 """``python -m receiver``: rebuild the sender's face from its keypoints, show it and/or record it.
 
-    python -m receiver --refs ./me --signaling ws://HOST:8765 --room NAME [--record call.mp4] [--display]
-    python -m receiver --refs ./me --input CALL.kpc --record call.mp4       (a file written by sender --output)
+    python -m receiver --signaling ws://HOST:8765 --room NAME [--record call.mp4] [--display] [--refs ./me]
+    python -m receiver --input CALL.kpc --record call.mp4       (a file written by sender --output)
+
+The sender sends its reference pictures during the call; rendering starts once the first has arrived.
+``--refs`` adds pictures of the receiver's own, used for the frames that name none of the sender's (before
+its first picture is acknowledged, or all the call when the sender sends none).
 
 Exit status: 0 when the call ended with the sender's bye (or the input file was played to its end) or was
 interrupted, 1 when it was refused or the sender vanished, 2 for bad arguments, references or model.
@@ -15,11 +19,13 @@ import logging
 from pathlib import Path
 
 from shared_model.call.aio import Interrupted, stop_on_signals
-from shared_model.runtime.backend import Backend, add_model_arguments
-from shared_model.logs import setup_logging
-from shared_model.media.references import ReferenceError, load_reference_images
 from shared_model.call.rtc import add_ice_arguments, configuration_from_args
-from shared_model.wire.messages import ModelIdentity, WireError
+from shared_model.errors import CodecError
+from shared_model.logs import setup_logging
+from shared_model.media.references import load_reference_images
+from shared_model.runtime.backend import Backend, add_model_arguments
+from shared_model.wire.control import MAX_PICTURES
+from shared_model.wire.messages import ModelIdentity
 from signaling.client import SignalingError, add_signaling_arguments
 
 from .call import CallOptions, receive_call, replay_file
@@ -34,8 +40,11 @@ CLEAN_ENDS = ("bye", "end of file", "interrupted")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m receiver", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--refs", required=True, help="folder of reference images of the sender's face (tps uses "
-                                                   "the one nearest each frame; iw attends over all, at most 8)")
+    ap.add_argument("--refs", help="folder of reference images of the sender's face of this end's own, for frames "
+                                   "that name none of the sender's pictures (tps uses the one nearest each frame; "
+                                   "iw attends over all, at most 8)")
+    ap.add_argument("--max-pictures", type=int, default=MAX_PICTURES,
+                    help="hold at most this many of the sender's pictures (1-%(default)s)")
     add_signaling_arguments(ap, "--input", "play a file written by sender --output instead")
     ap.add_argument("--record", metavar="OUT.mp4", help="record the rebuilt frames on the sender's clock")
     ap.add_argument("--display", action="store_true", help="show the rebuilt frames in a window")
@@ -52,13 +61,15 @@ def build_session(args: argparse.Namespace) -> Session:
     """Model, references (precomputed once) and outputs; ValueError / RuntimeError with a clear message."""
     backend = Backend.from_args(args)
     model = backend.model
-    refs = load_reference_images(args.refs, model.cfg.resolution)
-    log.info("model %s version %s (%s, %s); %d references: %s", model.model_id, model.version, backend.kind,
-             backend.device, len(refs), ", ".join(name for name, _ in refs))
+    if not 1 <= args.max_pictures <= MAX_PICTURES:
+        raise ValueError(f"--max-pictures must be in [1, {MAX_PICTURES}]")
+    refs = load_reference_images(args.refs, model.cfg.resolution) if args.refs else []
+    log.info("model %s version %s (%s, %s); %d references of its own%s", model.model_id, model.version,
+             backend.kind, backend.device, len(refs), "".join(f", {name}" for name, _ in refs))
     renderer = backend.renderer([image for _, image in refs])
     display = Display() if args.display else None
     return Session(renderer, Expectation(ModelIdentity.of(model), model.cfg.resolution), args.record, display,
-                   live=args.input is None)
+                   live=args.input is None, max_pictures=args.max_pictures)
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -66,7 +77,7 @@ async def run(args: argparse.Namespace) -> int:
     try:
         session = build_session(args)
         rtc = configuration_from_args(args) if args.signaling else None
-    except (ReferenceError, DisplayUnavailable, FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (CodecError, DisplayUnavailable, FileNotFoundError, ValueError, RuntimeError) as exc:
         log.error("%s", exc)
         return 2
     stop = asyncio.Event()
@@ -79,7 +90,7 @@ async def run(args: argparse.Namespace) -> int:
                                             stop)
         except Interrupted:
             reason = "interrupted"
-        except (SignalingError, RuntimeError, WireError, OSError) as exc:
+        except (SignalingError, RuntimeError, CodecError, OSError) as exc:
             log.error("%s", exc)
             reason = f"error: {exc}"
         await session.finish()

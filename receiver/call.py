@@ -16,9 +16,9 @@ from aiortc import (
 )
 
 from shared_model.call.aio import unless_stopped
-from shared_model.wire.records import CONTROL, read_records
 from shared_model.call.rtc import ConnectionWatch, DatagramTap, create_channels
-from shared_model.wire.messages import encode_control
+from shared_model.wire.control import Bye
+from shared_model.wire.records import CONTROL, read_records
 from signaling.client import SignalingClient
 
 from .session import Session
@@ -60,6 +60,7 @@ async def receive_call(session: Session, opts: CallOptions, stop: asyncio.Event)
 
             keypoints.on("message", lambda data: _answer(keypoints, session.on_frame(data)))
             control.on("message", lambda data: _answer(control, session.on_control(data)))
+            session.send_control = lambda data: _answer(control, data)
 
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())
@@ -78,7 +79,7 @@ async def receive_call(session: Session, opts: CallOptions, stop: asyncio.Event)
                 task.cancel()
             reason = next(name for name, task in tasks.items() if task in done)
             if reason == "interrupted" and control.readyState == "open":
-                control.send(encode_control("bye", reason="receiver interrupted"))
+                control.send(Bye("receiver interrupted", None).encode())
                 with contextlib.suppress(TimeoutError):  # give the sender a moment to read it and hang up
                     await asyncio.wait_for(watch.ended.wait(), BYE_GRACE_S)
             return reason
@@ -87,10 +88,12 @@ async def receive_call(session: Session, opts: CallOptions, stop: asyncio.Event)
 
 
 async def replay_file(session: Session, path: str | Path) -> str:
-    """Render every frame of a call file, in order (no real-time pacing, nothing dropped)."""
+    """Render every frame of a call file, in order (no real-time pacing, nothing dropped); each picture is held
+    before the frames after it."""
     for kind, payload in read_records(path):
         if kind == CONTROL:
             session.on_control(payload)
+            await session.settle()
         elif (frame := session.check_frame(payload)) is not None:
             await session.render(frame)
     return "bye" if session.bye.is_set() else "end of file"

@@ -1,10 +1,11 @@
 """``python -m receiver.demo``: a whole call on this machine with the shipped model; no camera, no GPU.
 
 Starts the signaling server, a receiver and a sender as three processes on loopback. The sender streams a
-generated talking-face clip (or ``--video FILE``) at ``--fps``; the receiver rebuilds every frame from
-reference images (the clip's first frame, or ``--refs DIR``), records ``OUT/call.mp4`` and writes
-``OUT/stats.json``. At the end it prints the call's numbers and the recording's PSNR against the frames
-the sender cropped, next to the PSNR of the reference shown unchanged.
+generated talking-face clip (or ``--video FILE``) at ``--fps`` and sends its own reference pictures (good
+frames of its first second, or ``--refs DIR``), refreshing them when they drift; the receiver, which has no
+pictures of its own, rebuilds every frame from them, records ``OUT/call.mp4`` and writes ``OUT/stats.json``.
+At the end it prints the call's numbers and the recording's PSNR against the frames the sender cropped, next to
+the PSNR of the clip's first frame shown unchanged.
 """
 from __future__ import annotations
 
@@ -27,7 +28,6 @@ import numpy as np
 from sender.capture import FileSource
 from shared_model.media.crop import StreamCropper
 from shared_model.nets.model import DEFAULT_MODEL, load_model
-from shared_model.media.references import load_reference_images
 from shared_model.training.synthetic import talking_face
 from shared_model.media.video import read_frames, write_video
 
@@ -63,34 +63,31 @@ def sender_crops(video: Path, fps: float | None, resolution: int) -> list[np.nda
     return [cropper(c.frame) for c in FileSource(video, fps, realtime=False).frames(threading.Event())]
 
 
-def recording_vs_sent(video: Path, fps: float | None, resolution: int, recording: Path, stats: dict,
-                      first_is_reference: bool) -> tuple[list[np.ndarray], np.ndarray]:
-    """The frames the sender cropped and the recording, slot by slot from the first recorded slot; frame 0 is
-    left out when it is the reference itself (its frozen-reference PSNR is infinite)."""
+def recording_vs_sent(video: Path, fps: float | None, resolution: int, recording: Path,
+                      stats: dict) -> tuple[list[np.ndarray], np.ndarray]:
+    """The frames the sender cropped and the recording, slot by slot from the first recorded slot (the frames
+    before it waited for the first picture)."""
     first = stats["recording"]["first_seq"]
-    truth = sender_crops(video, fps, resolution)[first:]
-    recorded = read_frames(recording)
-    if first_is_reference and first == 0:
-        return truth[1:], recorded[1:]
-    return truth, recorded
+    return sender_crops(video, fps, resolution)[first:], read_frames(recording)
 
 
-def run_call(video: Path, refs: Path, out: Path, model: str, fps: float | None, threads: int,
+def run_call(video: Path, refs: Path | None, out: Path, model: str, fps: float | None, threads: int,
              sender_args: Sequence[str] = ()) -> dict:
-    """Three processes on loopback; returns the receiver's stats. ``sender_args`` go to the sender as they are
-    (impairment, coding). A call whose last bye was lost (the receiver then ends with "sender left") still
-    counts: its ``end_reason`` says so."""
+    """Three processes on loopback; returns the receiver's stats. The sender sends ``refs`` as its pictures
+    (None: it picks them). ``sender_args`` go to the sender as they are (impairment, coding). A call whose last
+    bye was lost (the receiver then ends with "sender left") still counts: its ``end_reason`` says so."""
     port = free_port()
     url = f"ws://127.0.0.1:{port}"
     common = ["--model", model, "--threads", str(threads)]
     signaling = tool("signaling", "--port", str(port), log=out / "signaling.log")
     try:
         wait_healthy(port, signaling)
-        receiver = tool("receiver", "--refs", str(refs), "--signaling", url, "--room", "demo", "--record",
-                        str(out / "call.mp4"), "--stats-out", str(out / "stats.json"), *common, log=out / "receiver.log")
+        receiver = tool("receiver", "--signaling", url, "--room", "demo", "--record", str(out / "call.mp4"),
+                        "--stats-out", str(out / "stats.json"), *common, log=out / "receiver.log")
         fps_args = ["--fps", str(fps)] if fps else []
-        sender = tool("sender", "--source", str(video), "--signaling", url, "--room", "demo", *fps_args, *common,
-                      *sender_args, log=out / "sender.log")
+        refs_args = ["--refs", str(refs)] if refs else []
+        sender = tool("sender", "--source", str(video), "--signaling", url, "--room", "demo", *fps_args, *refs_args,
+                      *common, *sender_args, log=out / "sender.log")
         if sender.wait() != 0 or receiver.wait(timeout=120) not in (0, 1) or not (out / "stats.json").is_file():
             raise RuntimeError(f"the call failed: see {out}/sender.log and {out}/receiver.log")
     finally:
@@ -103,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m receiver.demo", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--video", help="clip to stream (default: a generated talking face, 10 s at 25 fps)")
-    ap.add_argument("--refs", help="reference images (default: the clip's first frame)")
+    ap.add_argument("--refs", help="the sender's reference pictures (default: it picks them from its first second)")
     ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--fps", type=float, default=10.0, help="frames sent per second (default %(default)s: "
                     "what a 2-core CPU renders; 0 sends every frame)")
@@ -115,27 +112,25 @@ def main(argv: list[str] | None = None) -> int:
     video = Path(args.video) if args.video else out / "clip.mp4"
     if not args.video:
         write_video(video, talking_face(frames=250, size=256, seed=7), 25.0)
-    refs = Path(args.refs) if args.refs else out / "refs"
-    if not args.refs:
-        refs.mkdir(exist_ok=True)
-        cv2.imwrite(str(refs / "ref_00.png"), cv2.cvtColor(read_frames(video, max_frames=1)[0], cv2.COLOR_RGB2BGR))
     print(f"calling on loopback: {video} -> {out / 'call.mp4'}", flush=True)
     fps = args.fps or None
     try:
-        stats = run_call(video, refs, out, args.model, fps, args.threads)
+        stats = run_call(video, Path(args.refs) if args.refs else None, out, args.model, fps, args.threads)
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     res = load_model(args.model).cfg.resolution
-    truth, recorded = recording_vs_sent(video, fps, res, out / "call.mp4", stats, first_is_reference=not args.refs)
-    frozen = next(img for _, img in load_reference_images(refs, res))
+    truth, recorded = recording_vs_sent(video, fps, res, out / "call.mp4", stats)
+    frozen = sender_crops(video, fps, res)[0]
     psnr_call = float(np.mean([cv2.PSNR(t, r) for t, r in zip(truth, recorded)]))
     psnr_frozen = float(np.mean([cv2.PSNR(t, frozen) for t in truth]))
     print(f"frames received {stats['frames_received']} / rendered {stats['frames_rendered']} / lost {stats['frames_lost']}")
     print(f"payload {stats['payload_kbps']:.1f} kbps, wire {stats['wire_kbps']['received']:.1f} kbps in, "
           f"latency median {stats['latency_ms']['median']:.0f} ms (p95 {stats['latency_ms']['p95']:.0f}), "
           f"render {stats['render_fps']:.1f} fps")
-    print(f"recording PSNR {psnr_call:.2f} dB vs the sender's crops (reference shown unchanged: {psnr_frozen:.2f} dB)")
+    print(f"pictures: {stats['pictures']['held']} held, {stats['sender']['refreshes']} refreshes, "
+          f"{stats['pictures']['bytes']} bytes; first one held after {stats['pictures']['first_held_s']:.1f} s")
+    print(f"recording PSNR {psnr_call:.2f} dB vs the sender's crops (first frame shown unchanged: {psnr_frozen:.2f} dB)")
     (out / "demo.json").write_text(json.dumps({"psnr": psnr_call, "baseline_psnr": psnr_frozen, "stats": stats}, indent=1))
     return 0
 

@@ -1,4 +1,4 @@
-"""The receiver's handling of a call's messages: checks, latest-sequence-wins, rendering, recording.
+"""The receiver's handling of a call's messages: checks, pictures, latest-sequence-wins, rendering, recording.
 
 Frame messages are decoded and checked on the event loop; the newest waits in a one-frame slot and is
 rendered in a worker thread. A frame older than one already decoded is dropped undecoded, so the screen
@@ -6,12 +6,19 @@ never goes back in time; between frames (and through losses) the last rendered f
 predicted from a lost one cannot be decoded (spoiled). The newest decoded frame is acknowledged to the sender
 (an ack on the keypoint channel, at most every ``ACK_INTERVAL_S``), so that its anchor frames refer only to
 frames this end holds.
+
+Reference pictures arrive on the control channel (``shared_model.wire.pictures``); a complete one is decoded
+and prepared in the render thread, between two frames, and then acknowledged. Each frame names the picture
+to render it from: one of the sender's (held, or the frame is not rendered: counted in
+``frames_without_picture``) or 0, the one of the receiver's own pictures (``--refs``) nearest in keypoints.
+Before the first picture nothing is shown.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -19,20 +26,23 @@ from typing import Any
 import numpy as np
 
 from shared_model.call.aio import LatestSlot
-from shared_model.runtime.backend import FrameRenderer
-from shared_model.wire.messages import (
-    ACK_INTERVAL_S,
-    FrameDecoder,
-    FrameMessage,
-    MissingReference,
-    ModelIdentity,
-    WireError,
-    WireRefused,
-    check_hello,
+from shared_model.errors import MissingReference, PictureError, WireError, WireRefused
+from shared_model.media.picture_codec import PICTURE_CODEC, decode_picture
+from shared_model.runtime.inference import ReferenceRenderer
+from shared_model.wire.control import (
+    MAX_PICTURES,
+    Accept,
+    Bye,
+    Hello,
+    Picture,
+    PictureChunk,
+    PictureRefused,
+    Refuse,
+    Stats,
     decode_control,
-    encode_ack,
-    encode_control,
 )
+from shared_model.wire.messages import ACK_INTERVAL_S, FrameDecoder, FrameMessage, ModelIdentity, encode_ack
+from shared_model.wire.pictures import PictureInbox
 
 from .display import Display
 from .recorder import Recorder
@@ -50,17 +60,23 @@ class Expectation:
 
 
 class Session:
-    def __init__(self, renderer: FrameRenderer, expect: Expectation, record: str | None = None,
-                 display: Display | None = None, live: bool = True) -> None:
+    """One call's state at the receiver. ``send_control`` sends a control message on the call's channel (replies
+    that come later than the message they answer: picture acks); a call file has none."""
+
+    def __init__(self, renderer: ReferenceRenderer, expect: Expectation, record: str | None = None,
+                 display: Display | None = None, live: bool = True, max_pictures: int = MAX_PICTURES) -> None:
         self.renderer, self.expect = renderer, expect
         self.record_path, self.display = record, display
         self.recorder: Recorder | None = None
         self.stats = CallStats(live=live)
-        self.hello: dict[str, Any] | None = None
+        self.hello: Hello | None = None
         self.decoder: FrameDecoder | None = None
         self.refusal: str | None = None
         self.bye = asyncio.Event()
         self.last_message = time.monotonic()
+        self.inbox = PictureInbox(max_pictures)
+        self.send_control: Callable[[bytes], None] = lambda data: None
+        self._preparing: asyncio.Future | None = None
         self._newest_seq = -1
         self._last_ack = float("-inf")
         self._slot: LatestSlot[FrameMessage] = LatestSlot()
@@ -69,42 +85,102 @@ class Session:
 
     # --- control channel ---
 
-    def on_control(self, data: str | bytes) -> str | None:
-        """Handle a control message; returns the reply to send, if any."""
+    def on_control(self, data: str | bytes) -> bytes | None:
+        """Handle a control message; returns the reply to send at once, if any."""
         self.last_message = time.monotonic()
         try:
             msg = decode_control(data)
         except WireError as exc:
             self.stats.malformed += 1
             log.warning("dropped a malformed control message: %s", exc)
+            if self.hello is None and self.refusal is None:  # the sender's first message must be its hello
+                return self._refuse(str(exc))
             return None
-        kind = msg["type"]
-        if kind == "hello":
+        if isinstance(msg, Hello):
             return self._on_hello(msg)
-        if kind == "stats":
-            self.stats.sender = {k: v for k, v in msg.items() if k != "type"}
+        if self.hello is None:
+            self.stats.refused += 1
+            log.warning("refused a %s message before an accepted hello", msg.TYPE)
+        elif isinstance(msg, (Picture, PictureChunk)):
+            self._on_picture(msg, len(data))
+        elif isinstance(msg, Stats):
+            self.stats.sender = {"crop": msg.crop, **msg.counts}
             log.info("sender: %s", self.stats.sender)
-        elif kind == "bye":
-            last_seq = msg.get("last_seq")
-            if type(last_seq) is int and last_seq >= -1:
-                self.stats.sender_last_seq = last_seq
-            log.info("sender said bye (%s)", msg.get("reason", "no reason"))
+        elif isinstance(msg, Bye):
+            if msg.last_seq is not None:
+                self.stats.sender_last_seq = msg.last_seq
+            log.info("sender said bye (%s)", msg.reason)
             self.bye.set()
-            return encode_control("bye", reason="bye received")
+            return Bye("bye received", None).encode()
+        else:
+            log.warning("ignored a %s message, which a sender does not send", msg.TYPE)
         return None
 
-    def _on_hello(self, msg: dict[str, Any]) -> str:
-        reason = check_hello(msg, self.expect.identity, self.expect.resolution)
-        if reason is not None:
-            self.stats.refused += 1
-            self.refusal = reason
-            log.error("refused the call: %s", reason)
-            return encode_control("refuse", reason=reason)
+    def _refuse(self, reason: str) -> bytes:
+        self.stats.refused += 1
+        self.refusal = reason
+        log.error("refused the call: %s", reason)
+        return Refuse(reason).encode()
+
+    def _on_hello(self, msg: Hello) -> bytes | None:
+        if self.hello is not None:
+            log.warning("ignored a second hello")
+            return None
+        try:
+            msg.check(self.expect.identity, self.expect.resolution, PICTURE_CODEC)
+        except WireRefused as exc:
+            return self._refuse(str(exc))
         self.hello = msg
-        self.decoder = FrameDecoder.from_hello(msg, self.expect.identity)
-        log.info("accepted the sender: model %s version %s, %s fps, crop %s, coding %s", msg["model"],
-                 msg["model_version"], msg["fps"], msg.get("crop"), msg["coding"])
-        return encode_control("accept")
+        self.decoder = FrameDecoder(self.expect.identity, msg.coding, msg.fps, msg.epoch_ns)
+        self.stats.accepted()
+        log.info("accepted the sender: model %s version %s, %s fps, crop %s, coding %s", msg.model,
+                 msg.model_version, msg.fps, msg.crop, msg.coding.as_dict())
+        return Accept(len(self.renderer.own), self.inbox.max_pictures).encode()
+
+    # --- reference pictures ---
+
+    def _on_picture(self, msg: Picture | PictureChunk, size: int) -> None:
+        self.stats.picture_received(size)
+        try:
+            if isinstance(msg, Picture):
+                self.inbox.announce(msg)
+                return
+            complete = self.inbox.chunk(msg)
+        except PictureError as exc:
+            self._picture_refused(msg.id, str(exc))
+            return
+        if complete is not None:
+            self._preparing = asyncio.ensure_future(self._prepare(*complete))
+
+    def _picture_refused(self, picture: int, reason: str) -> None:
+        self.inbox.drop(picture)
+        self.stats.pictures_refused += 1
+        log.warning("refused picture %d (%d so far): %s", picture, self.stats.pictures_refused, reason)
+        self.send_control(PictureRefused(picture, reason[:1000]).encode())
+
+    async def _prepare(self, announced: Picture, data: bytes) -> None:
+        """Decode and prepare a complete picture in the render thread, then hold and acknowledge it."""
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._add_picture, announced, data)
+        except PictureError as exc:
+            self._picture_refused(announced.id, str(exc))
+            return
+        ack = self.inbox.hold(announced)
+        self.stats.picture_held()
+        log.info("holding picture %d (%d bytes)%s", announced.id, len(data),
+                 f", dropped picture {announced.replaces}" if announced.replaces else "")
+        self.send_control(ack.encode())
+
+    def _add_picture(self, announced: Picture, data: bytes) -> None:
+        image = decode_picture(data, self.expect.resolution)
+        if announced.replaces is not None:
+            self.renderer.remove_picture(announced.replaces)
+        self.renderer.add_picture(announced.id, image)
+
+    async def settle(self) -> None:
+        """Until the picture in preparation (if any) is held or refused (a call file waits for it)."""
+        if self._preparing is not None:
+            await self._preparing
 
     # --- keypoint channel ---
 
@@ -163,22 +239,32 @@ class Session:
 
     async def render(self, frame: FrameMessage) -> None:
         image = await asyncio.get_running_loop().run_in_executor(self._pool, self._render, frame)
-        if self.display is not None:
+        if self.display is not None and image is not None:
             self.display.show(image)
 
-    def _render(self, frame: FrameMessage) -> np.ndarray:
+    def _render(self, frame: FrameMessage) -> np.ndarray | None:
+        """The frame rebuilt, or None (and counted) when this end holds no picture to rebuild it from."""
+        held = frame.picture in self.renderer.pictures if frame.picture else bool(self.renderer.own)
+        if not held:
+            self.stats.without_picture += 1
+            if self.stats.without_picture == 1 or self.stats.without_picture % 100 == 0:
+                log.info("frame %d names picture %d, which is not held: not shown (%d so far)", frame.seq,
+                         frame.picture, self.stats.without_picture)
+            return None
         t0 = time.perf_counter()
-        image, _ = self.renderer.render(frame.keypoints, frame.strengths)
+        image, _ = self.renderer.render(frame.keypoints, frame.strengths, frame.picture)
         self.stats.frame_rendered(frame, time.perf_counter() - t0)
         if self.record_path:
             if self.recorder is None:
-                self.recorder = Recorder(self.record_path, float(self.hello["fps"]))
+                self.recorder = Recorder(self.record_path, self.hello.fps)
             self.recorder.write(frame.seq, frame.capture_ns, image)
         return image
 
     async def finish(self) -> None:
         """Render what is pending, then finalize the recording (padded to the sender's last frame)."""
         self._slot.close()
+        if self._preparing is not None and not self._preparing.done():
+            self._preparing.cancel()
         if self._render_task is not None:
             await self._render_task
         await asyncio.get_running_loop().run_in_executor(self._pool, self._close_recording)

@@ -2,12 +2,13 @@
 
 Latency is capture (the sender's wall clock, in the message) to render done (the receiver's wall clock): it
 is exact when both run on one host; across machines it includes their clock offset (NTP keeps it to a few
-ms on a LAN, more over the internet). Rates are taken over the streaming window, from the first to the last
-frame message received: payload counts frame messages, wire counts every DTLS datagram at the ICE transport
-(SCTP data and SACKs with DTLS framing; not UDP/IP headers, 28 bytes a datagram on IPv4, nor ICE's own
-STUN consent checks, which aioice sends outside this path).
+ms on a LAN, more over the internet). Rates are taken over the streaming window, from the first payload message
+(a picture message or a frame message) to the last frame message received: payload counts frame messages and
+every picture message (announcements and chunks, msgpack framing included), wire counts every DTLS datagram at
+the ICE transport (SCTP data and SACKs with DTLS framing; not UDP/IP headers, 28 bytes a datagram on IPv4, nor
+ICE's own STUN consent checks, which aioice sends outside this path).
 When a call file is replayed (``--input``) there is no latency and no wire, and the payload rate is taken on
-the sender's capture clock.
+the sender's capture clock (the pictures before the first frame counted in it).
 """
 from __future__ import annotations
 
@@ -34,12 +35,18 @@ class CallStats:
     tap: DatagramTap | None = None
     received: int = 0
     rendered: int = 0
+    rendered_own: int = 0  # of them, from this end's own pictures (frames naming picture 0)
     malformed: int = 0
     refused: int = 0
     stale: int = 0  # arrived after a newer frame: dropped
     spoiled: int = 0  # predicted from a frame that was lost: undecodable
     skipped: int = 0  # replaced by a newer frame before its turn to render
+    without_picture: int = 0  # decoded, but naming a picture this end does not hold (none yet): not shown
     payload_bytes: int = 0
+    picture_bytes: int = 0  # picture messages received
+    pictures_held: int = 0  # pictures acknowledged (each held at some point)
+    pictures_refused: int = 0  # pictures this end could not use (bad bytes, wrong size, too many, out of order)
+    first_picture_s: float | None = None  # from the accepted hello to the first picture held
     first_seq: int | None = None
     last_seq: int | None = None
     sender_last_seq: int | None = None  # from the sender's bye
@@ -51,6 +58,22 @@ class CallStats:
     # (seconds, payload bytes so far, tap counts) at the first and the latest frame message
     _first_arrival: tuple[float, int, TapCounts | None] | None = None
     _last_arrival: tuple[float, int, TapCounts | None] | None = None
+    _accepted_at: float | None = None
+
+    def accepted(self) -> None:
+        self._accepted_at = time.monotonic()
+
+    def picture_received(self, size: int) -> None:
+        """A picture message arrived (well-formed; it counts whether or not the picture is then used)."""
+        self.payload_bytes += size
+        self.picture_bytes += size
+        if self.live and self._first_arrival is None:
+            self._first_arrival = (time.monotonic(), 0, self.tap.counts() if self.tap else None)
+
+    def picture_held(self) -> None:
+        self.pictures_held += 1
+        if self.first_picture_s is None and self._accepted_at is not None:
+            self.first_picture_s = time.monotonic() - self._accepted_at
 
     def frame_received(self, seq: int, size: int, capture_ns: int | None = None) -> None:
         """A valid frame message arrived (counted whether or not it is decoded and rendered); its capture time
@@ -68,11 +91,13 @@ class CallStats:
         else:
             return
         if self._first_arrival is None:
-            self._first_arrival = mark
+            # Live, the window opens on the first payload message; the pictures of a file count from its start.
+            self._first_arrival = mark if self.live else (mark[0], self.payload_bytes - self.picture_bytes, None)
         self._last_arrival = mark
 
     def frame_rendered(self, frame: FrameMessage, render_s: float) -> None:
         self.rendered += 1
+        self.rendered_own += frame.picture == 0
         if self.live:
             self.latency_ms.append((time.time_ns() - frame.capture_ns) / 1e6)
         self.render_ms.append(1000 * render_s)
@@ -87,11 +112,14 @@ class CallStats:
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "frames_expected": self.expected, "frames_received": self.received, "frames_rendered": self.rendered,
+            "frames_rendered_from_own": self.rendered_own,
             "frames_lost": self.expected - self.received, "frames_stale": self.stale,
             "frames_spoiled": self.spoiled, "frames_skipped": self.skipped,
-            "malformed": self.malformed, "refused": self.refused,
+            "frames_without_picture": self.without_picture, "malformed": self.malformed, "refused": self.refused,
+            "pictures": {"held": self.pictures_held, "refused": self.pictures_refused, "bytes": self.picture_bytes,
+                         "first_held_s": self.first_picture_s},
             "first_seq": self.first_seq, "last_seq": self.last_seq,
-            "bytes_per_message": self.payload_bytes / self.received if self.received else None,
+            "bytes_per_message": (self.payload_bytes - self.picture_bytes) / self.received if self.received else None,
             "latency_ms": summary(self.latency_ms), "arrival_latency_ms": summary(self.arrival_ms),
             "render_ms": summary(self.render_ms), "sender": self.sender,
         }

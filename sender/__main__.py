@@ -2,6 +2,13 @@
 
     python -m sender --source 0|FILE --signaling ws://HOST:8765 --room NAME [--model NAME|PATH] [--fps N]
     python -m sender --source FILE --output CALL.kpc        (the same messages to a file, no network)
+
+The sender brings its own face: it sends reference pictures over the call (``--refs DIR``, or by default good
+frames of its first second), and a new one when the picture the receiver holds no longer shows what the camera
+sees, all within ``--max-kbps``.
+
+Exit status: 0 when the call ended normally (the source ended, either end hung up, or interrupted), 1 when it
+was refused or the connection was lost, 2 for bad arguments, source, references or model.
 """
 from __future__ import annotations
 
@@ -10,18 +17,30 @@ import asyncio
 import logging
 
 from shared_model.call.aio import Interrupted, stop_on_signals
-from shared_model.runtime.backend import Backend, add_model_arguments
-from shared_model.wire.keycoding import CodingSettings
-from shared_model.logs import setup_logging
 from shared_model.call.rtc import Impairment, add_ice_arguments, configuration_from_args
+from shared_model.errors import CodecError
+from shared_model.logs import setup_logging
+from shared_model.media.picture_codec import DEFAULT_CRF
+from shared_model.media.references import load_reference_images
 from shared_model.media.video import VideoError
+from shared_model.runtime.backend import Backend, add_model_arguments
+from shared_model.wire.control import MAX_PICTURES
+from shared_model.wire.keycoding import CodingSettings
 from shared_model.wire.messages import ModelIdentity
+from shared_model.wire.pictures import PictureOutbox
 from signaling.client import SignalingError, add_signaling_arguments
 
 from .call import CallOptions, run_call
 from .capture import open_source
+from .good_frames import StartPictures
+from .pictures import SenderPictures
 from .pipeline import FramePipeline
+from .refresh import RefreshPolicy, RefreshRule
 from .to_file import write_call_file
+
+#: The default budget, every payload byte: on the held-out clips it buys most of what refresh gives, and calm
+#: calls spend only their keypoints' 3-5 kbps (docs/call.md, docs/experiments.md).
+DEFAULT_MAX_KBPS = 16.0
 
 log = logging.getLogger("sender")
 
@@ -39,6 +58,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--anchor-every", type=int, default=CodingSettings.anchor_every, metavar="G",
                    help="every G-th frame refers only to an acknowledged frame: a lost message spoils at most "
                         "G-1 later frames (default %(default)s; 1: none, at some bits)")
+    g = ap.add_argument_group("reference pictures (sent over the call, within the budget)")
+    g.add_argument("--refs", metavar="DIR", help=f"send these pictures of the speaker at call start (face-cropped "
+                   f"as the receiver crops its own; at most {MAX_PICTURES})")
+    g.add_argument("--ref-count", type=int, default=2, metavar="N",
+                   help="without --refs: send N good frames of the first second (default %(default)s; 0: none, "
+                        "the receiver must have --refs)")
+    g.add_argument("--max-kbps", type=float, default=DEFAULT_MAX_KBPS,
+                   help="budget for everything sent, keypoints and pictures, payload kbps (default %(default)s)")
+    g.add_argument("--refresh-db", type=float, default=RefreshRule.loss_db, metavar="DB",
+                   help="send the current frame as a new picture when the picture in use is estimated to cost "
+                        "this much PSNR against a fresh one for %g s (default %%(default)s; 0: never)"
+                        % RefreshRule.hold_s)
+    g.add_argument("--picture-crf", type=int, default=DEFAULT_CRF,
+                   help="AV1 quality of the pictures, 0-63, lower is better (default %(default)s)")
     add_model_arguments(ap)
     add_ice_arguments(ap)
     g = ap.add_argument_group("emulated network trouble on outgoing datagrams (testing)")
@@ -54,12 +87,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 async def run(args: argparse.Namespace) -> int:
     """The sender's async entry point (a call through the signaling server)."""
     try:
+        if not args.max_kbps > 0:
+            raise ValueError("--max-kbps must be positive")
         opts = CallOptions(args.signaling, args.room, configuration_from_args(args),
                            Impairment(args.impair_loss, args.impair_delay_ms / 1000, args.impair_jitter_ms / 1000,
-                                      args.impair_seed), args.stats_interval)
+                                      args.impair_seed), args.stats_interval, args.max_kbps)
         source = open_source(args.source, args.fps)
         pipeline = _pipeline(args, source.fps)
-    except (ValueError, VideoError, FileNotFoundError, RuntimeError) as exc:
+    except (CodecError, ValueError, VideoError, FileNotFoundError, RuntimeError) as exc:
         log.error("%s", exc)
         return 2
     stop = asyncio.Event()
@@ -80,7 +115,16 @@ def _pipeline(args: argparse.Namespace, fps: float) -> FramePipeline:
     settings = CodingSettings.from_px(args.kp_step, model.cfg.core, args.st_step, args.anchor_every)
     log.info("model %s version %s (%s, %s); coding %s", model.model_id, model.version, backend.kind, backend.device,
              settings.as_dict())
-    return FramePipeline(backend.extractor(), ModelIdentity.of(model), model.cfg.resolution, fps, settings)
+    if args.ref_count < 0 or not 0 <= args.picture_crf <= 63:
+        raise ValueError("--ref-count must be at least 0 and --picture-crf in [0, 63]")
+    extractor, res = backend.extractor(), model.cfg.resolution
+    given = load_reference_images(args.refs, res)[:MAX_PICTURES] if args.refs else []
+    start = StartPictures(args.ref_count) if args.ref_count and not given else None
+    refresh = RefreshPolicy(RefreshRule(args.refresh_db)) if args.refresh_db > 0 else None
+    pictures = SenderPictures(extractor, res, PictureOutbox(), start, refresh, args.picture_crf)
+    for name, image in given:
+        log.info("picture %d: %s", pictures.send(image), name)
+    return FramePipeline(extractor, ModelIdentity.of(model), res, fps, settings, pictures)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             source = open_source(args.source, args.fps, realtime=False)
             write_call_file(source, _pipeline(args, source.fps), args.output)
-        except (ValueError, VideoError, FileNotFoundError, OSError) as exc:
+        except (CodecError, ValueError, VideoError, FileNotFoundError, OSError) as exc:
             log.error("%s", exc)
             return 2
         return 0

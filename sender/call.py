@@ -1,19 +1,22 @@
 """The sender's side of a call: signaling, the two data channels, and the frame loop.
 
-Capture runs in its own thread, crop and keypoints in a one-thread executor; the event loop only moves
-messages. The newest captured frame wins (a frame captured while the previous one is still processed
+Capture runs in its own thread, crop, keypoints and picture coding in a one-thread executor; the event loop
+only moves messages. The newest captured frame wins (a frame captured while the previous one is still processed
 replaces it), and a frame whose turn comes while the keypoint channel still holds an unsent message is
-dropped rather than queued: aiortc never drops stale queued messages itself.
+dropped rather than queued: aiortc never drops stale queued messages itself. After each frame's turn at most
+one picture message (at most one SCTP chunk) follows, and only when the previous one has left and the budget
+allows: aiortc sends all channels' messages through one queue, so a picture must never pile up in front of
+keypoint messages.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiortc import (
     RTCConfiguration,
@@ -31,8 +34,12 @@ from shared_model.call.rtc import (
     wait_open,
     wire_rates,
 )
+from shared_model.errors import WireError
 from shared_model.media.video import VideoError
-from shared_model.wire.messages import WireError, decode_ack, decode_control, encode_control
+from shared_model.wire.budget import Budget
+from shared_model.wire.control import Accept, Bye, Control, PictureAck, PictureRefused, Refuse, Stats, decode_control
+from shared_model.wire.messages import decode_ack
+from shared_model.wire.pictures import PictureOutbox
 from signaling.client import SignalingClient
 
 from .capture import Captured, FrameSource
@@ -55,31 +62,43 @@ class CallOptions:
     rtc: RTCConfiguration
     impairment: Impairment = field(default_factory=Impairment)
     stats_interval: float = 2.0
+    max_kbps: float = 16.0  # the budget: every payload byte, keypoints and pictures
 
 
 class CallRefused(RuntimeError):
-    """The receiver refused the hello (other wire version or model)."""
+    """The receiver refused the hello (other wire version or model), or neither end has pictures."""
 
 
 class ControlInbox:
-    """Decoded control messages from the receiver; malformed ones are logged and dropped."""
+    """Decoded control messages from the receiver; malformed ones are logged and dropped. Picture acks and
+    refusals go to ``outbox`` as they arrive, the rest wait in a queue."""
 
-    def __init__(self, channel: RTCDataChannel) -> None:
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    def __init__(self, channel: RTCDataChannel, outbox: PictureOutbox | None = None) -> None:
+        self.queue: asyncio.Queue[Control] = asyncio.Queue()
+        self.outbox = outbox
         channel.on("message", self._on_message)
 
     def _on_message(self, data: str | bytes) -> None:
         try:
-            self.queue.put_nowait(decode_control(data))
+            msg = decode_control(data)
         except WireError as exc:
             log.warning("dropped a control message: %s", exc)
+            return
+        if self.outbox is not None and isinstance(msg, PictureAck):
+            self.outbox.acknowledged(msg)
+            log.info("the receiver holds picture %d (all it holds: %s)", msg.id, list(msg.held))
+        elif self.outbox is not None and isinstance(msg, PictureRefused):
+            self.outbox.refused_picture(msg.id)
+            log.warning("the receiver refused picture %d: %s", msg.id, msg.reason)
+        else:
+            self.queue.put_nowait(msg)
 
-    async def next(self, *kinds: str) -> dict[str, Any]:
+    async def next(self, *kinds: type[Control]) -> Control:
         while True:
             msg = await self.queue.get()
-            if msg["type"] in kinds:
+            if isinstance(msg, kinds):
                 return msg
-            log.debug("ignored control message %s", msg["type"])
+            log.debug("ignored control message %s", msg.TYPE)
 
 
 def take_acks(keypoints: RTCDataChannel, acknowledge: Callable[[int], None]) -> None:
@@ -94,10 +113,12 @@ def take_acks(keypoints: RTCDataChannel, acknowledge: Callable[[int], None]) -> 
 
 
 class Streamer:
-    """The frame loop of one connected call."""
+    """The frame loop of one connected call: frame messages, then picture messages, within the budget."""
 
-    def __init__(self, source: FrameSource, pipeline: FramePipeline, keypoints: RTCDataChannel) -> None:
-        self.source, self.pipeline, self.keypoints = source, pipeline, keypoints
+    def __init__(self, source: FrameSource, pipeline: FramePipeline, keypoints: RTCDataChannel,
+                 control: RTCDataChannel, budget: Budget) -> None:
+        self.source, self.pipeline, self.keypoints, self.control = source, pipeline, keypoints, control
+        self.budget = budget
         self.slot: LatestSlot[Captured] = LatestSlot()
         self.stop_capture = threading.Event()
         self.error: Exception | None = None
@@ -122,16 +143,35 @@ class Streamer:
             while (item := await self.slot.get()) is not None:
                 frame = await loop.run_in_executor(worker, self.pipeline, item)
                 counts.dropped_busy = self.slot.replaced
-                if frame is None:
-                    continue
                 if self.keypoints.readyState != "open":
                     log.warning("keypoint channel %s: stopping", self.keypoints.readyState)
                     return
-                if self.keypoints.bufferedAmount > 0:
+                if frame is None:
+                    pass
+                elif self.keypoints.bufferedAmount > 0:
                     counts.dropped_backlog += 1
-                    continue
-                self.keypoints.send(frame.data)
-                self.pipeline.sent(frame)
+                elif not self.budget.allows_frame(time.monotonic()):
+                    counts.dropped_budget += 1
+                else:
+                    self.keypoints.send(frame.data)
+                    self.budget.spend(len(frame.data))
+                    self.pipeline.sent(frame)
+                self.send_picture_message()
+
+    def send_picture_message(self) -> None:
+        """The next picture message, if one is waiting, the last one has left aiortc's queue and the budget
+        allows it. It queues behind the frame message just sent and has a frame interval to leave before the
+        next one (one that still waits then is dropped and counted in ``dropped_backlog``)."""
+        pictures = self.pipeline.pictures
+        message = pictures.outbox.pending()
+        frames_flow = pictures.own_pictures or bool(pictures.outbox.usable())  # else keep nothing back for them
+        if (message is None or self.control.readyState != "open" or self.control.bufferedAmount > 0
+                or not self.budget.allows_chunk(len(message), time.monotonic(), reserve=frames_flow)):
+            return
+        self.control.send(message)
+        pictures.outbox.sent(message)
+        self.budget.spend(len(message))
+        self.pipeline.counts.picture_message_bytes += len(message)
 
     @property
     def last_seq(self) -> int:
@@ -171,10 +211,11 @@ class OpenCall:
     tap: DatagramTap
 
 
-async def open_call(pc: RTCPeerConnection, sig: SignalingClient, stop: asyncio.Event) -> OpenCall:
+async def open_call(pc: RTCPeerConnection, sig: SignalingClient, stop: asyncio.Event,
+                    outbox: PictureOutbox | None = None) -> OpenCall:
     """Offer (with the negotiated channels and every ICE candidate), take the answer, wait until connected."""
     keypoints, control = create_channels(pc)
-    inbox, watch = ControlInbox(control), ConnectionWatch(pc)
+    inbox, watch = ControlInbox(control, outbox), ConnectionWatch(pc)
     await pc.setLocalDescription(await pc.createOffer())
     tap = DatagramTap(pc)
     await sig.send("offer", sdp=pc.localDescription.sdp)
@@ -187,30 +228,37 @@ async def open_call(pc: RTCPeerConnection, sig: SignalingClient, stop: asyncio.E
 
 async def _call(pc: RTCPeerConnection, sig: SignalingClient, source: FrameSource, pipeline: FramePipeline,
                 opts: CallOptions, stop: asyncio.Event) -> int:
-    call = await open_call(pc, sig, stop)
+    pictures = pipeline.pictures
+    call = await open_call(pc, sig, stop, pictures.outbox)
     keypoints, control, inbox, watch, tap = call.keypoints, call.control, call.inbox, call.watch, call.tap
     tap.impair(opts.impairment)
     take_acks(keypoints, pipeline.acknowledge)
-    control.send(encode_control("hello", **pipeline.hello()))
+    control.send(pipeline.hello().encode())
     try:
-        reply = await asyncio.wait_for(inbox.next("accept", "refuse"), REPLY_TIMEOUT_S)
+        reply = await asyncio.wait_for(inbox.next(Accept, Refuse), REPLY_TIMEOUT_S)
     except TimeoutError as exc:
         raise CallRefused(f"no answer to the hello within {REPLY_TIMEOUT_S} s") from exc
-    if reply["type"] == "refuse":
-        raise CallRefused(reply.get("reason", "no reason given"))
-    log.info("call accepted: streaming at %.1f fps", source.fps)
+    if isinstance(reply, Refuse):
+        raise CallRefused(reply.reason)
+    assert isinstance(reply, Accept)
+    pictures.outbox.max_pictures, pictures.own_pictures = reply.max_pictures, reply.own_pictures > 0
+    if not (pictures.own_pictures or pictures.sends_pictures):
+        raise CallRefused("neither end has pictures of the speaker: give the sender --refs or --ref-count, or the "
+                          "receiver --refs")
+    log.info("call accepted: streaming at %.1f fps within %g kbps; the receiver holds up to %d pictures and has "
+             "%d of its own", source.fps, opts.max_kbps, reply.max_pictures, reply.own_pictures)
 
-    streamer = Streamer(source, pipeline, keypoints)
+    streamer = Streamer(source, pipeline, keypoints, control, Budget(opts.max_kbps, time.monotonic()))
     start = tap.counts()
 
     def send_stats() -> None:
         if control.readyState == "open":
-            control.send(encode_control("stats", crop=pipeline.crop, **pipeline.counts.as_dict()))
+            control.send(Stats(pipeline.crop, pipeline.stats()).encode())
 
     tasks = {"source ended": asyncio.ensure_future(streamer.run()),
              "connection lost": asyncio.ensure_future(watch.ended.wait()),
              "receiver left": asyncio.ensure_future(sig.wait_gone()),
-             "receiver hung up": asyncio.ensure_future(inbox.next("bye")),
+             "receiver hung up": asyncio.ensure_future(inbox.next(Bye)),
              "interrupted": asyncio.ensure_future(stop.wait())}
     ticker = asyncio.ensure_future(_every(opts.stats_interval, send_stats))
     done, _ = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
@@ -224,10 +272,10 @@ async def _call(pc: RTCPeerConnection, sig: SignalingClient, source: FrameSource
     log.info("call ending: %s", reason)
     if reason not in ("connection lost", "receiver left") and control.readyState == "open":
         send_stats()
-        control.send(encode_control("bye", reason=reason, last_seq=streamer.last_seq))
+        control.send(Bye(reason, streamer.last_seq).encode())
         if reason != "receiver hung up":
             # The receiver answers bye once it has read everything before it.
-            ends = [asyncio.ensure_future(inbox.next("bye")), asyncio.ensure_future(watch.ended.wait()),
+            ends = [asyncio.ensure_future(inbox.next(Bye)), asyncio.ensure_future(watch.ended.wait()),
                     asyncio.ensure_future(sig.wait_gone())]
             done, pending = await asyncio.wait(ends, timeout=BYE_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
             for task in pending:
@@ -236,7 +284,7 @@ async def _call(pc: RTCPeerConnection, sig: SignalingClient, source: FrameSource
                 log.warning("no bye from the receiver within %.0f s", BYE_TIMEOUT_S)
     rates = wire_rates(start, tap.counts())
     log.info("sent %s; wire %s kbps out, %s kbps in; %d datagrams dropped by --impair-loss",
-             pipeline.counts.as_dict(), _fmt(rates["sent_kbps"]), _fmt(rates["received_kbps"]), tap.dropped_packets)
+             pipeline.stats(), _fmt(rates["sent_kbps"]), _fmt(rates["received_kbps"]), tap.dropped_packets)
     ok = reason not in ("connection lost", "receiver left") and streamer.error is None
     return 0 if ok else 1
 

@@ -2,14 +2,19 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
-from shared_model.nets.config import ModelConfig
-from shared_model.training.synthetic import talking_face
+from calls import FPS, FRAMES
 from shared_model.media.video import write_video
+from shared_model.nets.config import ModelConfig
+from shared_model.nets.model import TPSModel, save_model
+from shared_model.training.synthetic import talking_face
+from signaling.server import SignalingServer, bound_port
 
 # Two threads on the 2-core CI machine; OMP_NUM_THREADS (e.g. 1 beside a training job) wins when set.
 if "OMP_NUM_THREADS" not in os.environ:
@@ -33,3 +38,38 @@ def face_video(tmp_path_factory, face_frames) -> str:
 def small_config() -> ModelConfig:
     """A tiny 64 px model configuration: fast enough to train for a few steps in a test."""
     return ModelConfig(resolution=64, kp_channels=(16, 32, 32), motion_channels=(32, 64), gen_channels=(16, 32, 64))
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """The call tests' clip: FRAMES frames at FPS of the generated face (256 px)."""
+    frames = talking_face(frames=FRAMES, size=256, seed=3)
+    path = tmp_path_factory.mktemp("clip") / "face.mp4"
+    write_video(path, frames, FPS)
+    return path, frames
+
+
+@pytest.fixture(scope="session")
+def refs(tmp_path_factory, clip) -> Path:
+    """A reference folder holding the clip's first frame."""
+    folder = tmp_path_factory.mktemp("refs")
+    cv2.imwrite(str(folder / "first.png"), cv2.cvtColor(clip[1][0], cv2.COLOR_RGB2BGR))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory, small_config) -> dict[str, Path]:
+    """Two small untrained models: ``tiny`` and ``other`` (another id and other weights)."""
+    folder = tmp_path_factory.mktemp("models")
+    paths = {}
+    for seed, name in enumerate(("tiny", "other")):
+        torch.manual_seed(seed)
+        paths[name] = folder / f"{name}.pt"
+        save_model(TPSModel(small_config), paths[name], name)
+    return paths
+
+
+@pytest.fixture
+async def signaling_url():
+    async with SignalingServer().serve("127.0.0.1", 0) as ws_server:
+        yield f"ws://127.0.0.1:{bound_port(ws_server)}"

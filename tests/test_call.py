@@ -7,98 +7,32 @@ the weights being refreshed).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-import torch
-from aiortc import RTCPeerConnection
 
+from calls import FRAMES, hand_driven_sender, in_process_call, intra_encoder, start_receiver, tool
 from receiver import __main__ as receiver_cli
 from receiver.demo import free_port, sender_crops, wait_healthy
 from receiver.display import Display, DisplayUnavailable
 from sender import __main__ as sender_cli
-from sender.call import OpenCall, open_call
-from shared_model.nets.config import ModelConfig
-from shared_model.wire.keycoding import CodingSettings
-from shared_model.nets.model import TPSModel, available_models, load_model, save_model
 from shared_model.media.references import load_reference_images
-from shared_model.call.rtc import ice_configuration
-from shared_model.training.synthetic import talking_face
-from shared_model.media.video import read_frames, write_video
-from shared_model.wire.messages import FrameEncoder, ModelIdentity, encode_control
-from signaling.client import SignalingClient
-from signaling.server import SignalingServer, bound_port
+from shared_model.media.video import read_frames
+from shared_model.nets.model import available_models, load_model
+from shared_model.wire.control import Bye
+from shared_model.wire.keycoding import CodingSettings
 
-ROOT = Path(__file__).resolve().parents[1]
-FRAMES, FPS = 40, 10.0
 #: The start of a wire v1 frame message: a msgpack array of seven fields, version 1, model "tiny".
 V1_MESSAGE = b"\x97\x01\xa4tiny\xaa2fecbaa93f\x03"
-TINY = ModelConfig(resolution=64, kp_channels=(16, 32, 32), motion_channels=(32, 64), gen_channels=(16, 32, 64))
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory) -> tuple[Path, np.ndarray]:
-    frames = talking_face(frames=FRAMES, size=256, seed=3)
-    path = tmp_path_factory.mktemp("clip") / "face.mp4"
-    write_video(path, frames, FPS)
-    return path, frames
-
-
-@pytest.fixture(scope="module")
-def refs(tmp_path_factory, clip) -> Path:
-    folder = tmp_path_factory.mktemp("refs")
-    cv2.imwrite(str(folder / "first.png"), cv2.cvtColor(clip[1][0], cv2.COLOR_RGB2BGR))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict[str, Path]:
-    """Two small untrained models: ``tiny`` and ``other`` (another id and other weights)."""
-    folder = tmp_path_factory.mktemp("models")
-    paths = {}
-    for seed, name in enumerate(("tiny", "other")):
-        torch.manual_seed(seed)
-        paths[name] = folder / f"{name}.pt"
-        save_model(TPSModel(TINY), paths[name], name)
-    return paths
-
-
-@pytest.fixture
-async def signaling_url():
-    async with SignalingServer().serve("127.0.0.1", 0) as ws_server:
-        yield f"ws://127.0.0.1:{bound_port(ws_server)}"
-
-
-def start_receiver(*argv: str) -> asyncio.Future:
-    """The receiver's async entry point as a task in this event loop."""
-    return asyncio.ensure_future(receiver_cli.run(receiver_cli.parse_args([*argv, "--threads", "1"])))
-
-
-async def in_process_call(receiver_argv: list[str], sender_argv: list[str]) -> tuple[int, int]:
-    """Run receiver and sender in this event loop; their exit codes."""
-    receiving = start_receiver(*receiver_argv)
-    sent = await asyncio.wait_for(sender_cli.run(sender_cli.parse_args([*sender_argv, "--threads", "1"])), 60)
-    return await asyncio.wait_for(receiving, 30), sent
-
-
-def tool(*args: str) -> subprocess.Popen:
-    """``python -m`` one of the tools, output captured."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def test_three_processes_end_to_end(tmp_path, clip, refs):
+    """Only the sender has pictures of the speaker: it picks them from its first second and sends them; the
+    receiver (no --refs) starts rendering once the first has arrived."""
     if "tps" not in available_models():
         pytest.skip("the shipped model tps (shared_model/weights/tps.pt) is not present")
     port = free_port()
@@ -107,7 +41,7 @@ def test_three_processes_end_to_end(tmp_path, clip, refs):
     signaling = tool("signaling", "--port", str(port))
     try:
         wait_healthy(port, signaling)
-        receiver = tool("receiver", "--refs", str(refs), "--signaling", url, "--room", "e2e", "--threads", "1",
+        receiver = tool("receiver", "--signaling", url, "--room", "e2e", "--threads", "1",
                         "--record", str(record), "--stats-out", str(stats_path))
         sender = tool("sender", "--source", str(clip[0]), "--signaling", url, "--room", "e2e", "--threads", "1")
         sender_log, _ = sender.communicate(timeout=90)
@@ -120,20 +54,23 @@ def test_three_processes_end_to_end(tmp_path, clip, refs):
     assert signaling.returncode == 0 and "stopped" in signaling_log, signaling_log
 
     stats = json.loads(stats_path.read_text())
+    counts = stats["sender"]
     assert stats["end_reason"] == "bye"
-    assert stats["sender"]["without_face"] == 0 and stats["frames_expected"] == FRAMES
-    assert stats["frames_received"] >= 0.9 * FRAMES and stats["frames_rendered"] > 0
+    assert counts["without_face"] == 0 and stats["frames_expected"] == FRAMES
+    # Two pictures chosen; the first is held, the second may still be on its way when the 4 s clip ends.
+    assert counts["pictures"] == 2 and stats["pictures"]["held"] >= 1 and stats["pictures"]["refused"] == 0
+    # The first second's frames wait while the pictures are chosen and sent; the rest are all sent.
+    assert counts["waiting_for_picture"] <= 20 and stats["frames_received"] >= 0.9 * counts["sent"] > 0
+    assert stats["frames_rendered"] > 0 and stats["frames_without_picture"] == stats["frames_rendered_from_own"] == 0
     assert stats["malformed"] == stats["refused"] == 0
     assert stats["latency_ms"]["median"] > 0 and stats["render_fps"] > 0
     assert stats["wire_kbps"]["received"] > stats["payload_kbps"] > 0 and stats["wire_kbps"]["sent"] > 0
 
     recorded = read_frames(record)
     first = stats["recording"]["first_seq"]
-    assert len(recorded) == stats["recording"]["frames"] == FRAMES - first
+    assert len(recorded) == stats["recording"]["frames"] == FRAMES - first and first > 0
     model = load_model("tps")
     truth = sender_crops(clip[0], None, model.cfg.resolution)[first:]  # what the sender cropped
-    if first == 0:  # frame 0 is the reference itself (infinite frozen-reference PSNR)
-        truth, recorded = truth[1:], recorded[1:]
     frozen = load_reference_images(refs, model.cfg.resolution)[0][1]
     psnr_call = np.mean([cv2.PSNR(t, r) for t, r in zip(truth, recorded)])
     psnr_frozen = np.mean([cv2.PSNR(t, frozen) for t in truth])
@@ -152,6 +89,10 @@ async def test_call_survives_20_percent_loss(tmp_path, signaling_url, clip, refs
     assert (recv_rc, send_rc) == (0, 0)
     stats = json.loads(stats_path.read_text())
     assert stats["end_reason"] == "bye" and stats["frames_expected"] == FRAMES
+    # The receiver has a picture of its own, so frames flow at once (naming it) while the sender's pictures
+    # travel, then name those: both sets are used.
+    assert stats["sender"]["waiting_for_picture"] == 0 and stats["frames_without_picture"] == 0
+    assert 0 < stats["frames_rendered_from_own"] < stats["frames_rendered"] and stats["pictures"]["held"] >= 1
     assert 0 < stats["frames_lost"] < 0.5 * FRAMES
     assert stats["frames_received"] + stats["frames_lost"] == FRAMES
     # Wire v2, anchor frames every 4: a lost message spoils at most 3 later frames.
@@ -174,28 +115,6 @@ async def test_wrong_model_is_refused_on_both_ends(tmp_path, signaling_url, clip
     assert "the receiver refused the call: sender runs model 'other'" in caplog.text
 
 
-@contextlib.asynccontextmanager
-async def hand_driven_sender(url: str, room: str, encoder: FrameEncoder,
-                             resolution: int) -> AsyncIterator[OpenCall]:
-    """A real aiortc offerer that says hello with ``encoder``'s model and coding, then sends whatever the test
-    sends."""
-    async with SignalingClient(url, room, "sender") as sig:
-        await sig.wait_for_peer()
-        pc = RTCPeerConnection(ice_configuration())
-        try:
-            call = await open_call(pc, sig, asyncio.Event())
-            call.control.send(encode_control("hello", **encoder.hello(resolution, None)))
-            assert (await asyncio.wait_for(call.inbox.next("accept", "refuse"), 10))["type"] == "accept"
-            yield call
-        finally:
-            await pc.close()
-
-
-def intra_encoder(model: TPSModel) -> FrameEncoder:
-    """Codes every frame on its own (no acks in these tests)."""
-    return FrameEncoder(ModelIdentity.of(model), CodingSettings(anchor_every=1), FPS)
-
-
 async def test_malformed_and_foreign_messages_are_dropped_and_counted(tmp_path, signaling_url, refs, tiny):
     stats_path, record = tmp_path / "stats.json", tmp_path / "call.mp4"
     receiving = start_receiver("--refs", str(refs), "--model", str(tiny["tiny"]), "--signaling", signaling_url,
@@ -204,14 +123,14 @@ async def test_malformed_and_foreign_messages_are_dropped_and_counted(tmp_path, 
     encoder = intra_encoder(model)
     kp, st = np.zeros((model.cfg.num_keypoints, 2)), np.ones(model.cfg.num_keypoints)
     good = lambda seq: encoder.encode(seq, time.time_ns(), kp, st).data
-    messages = [b"\x20\x00", "text on the keypoint channel", V1_MESSAGE,
-                b"\x30\x00\x00 a future wire version", good(5), good(3), good(6)]
-    async with hand_driven_sender(signaling_url, "bad", encoder, model.cfg.resolution) as call:
+    messages = [b"\x30\x00", "text on the keypoint channel", V1_MESSAGE,
+                b"\x40\x00\x00 a future wire version", good(5), good(3), good(6)]
+    async with hand_driven_sender(signaling_url, "bad", encoder, model.cfg.resolution) as (call, _):
         for message in messages:
             call.keypoints.send(message)
             await asyncio.sleep(0.1)
-        call.control.send(encode_control("bye", reason="test over", last_seq=6))
-        await asyncio.wait_for(call.inbox.next("bye"), 10)
+        call.control.send(Bye("test over", 6).encode())
+        await asyncio.wait_for(call.inbox.next(Bye), 10)
     assert await asyncio.wait_for(receiving, 30) == 0
     stats = json.loads(stats_path.read_text())
     assert (stats["malformed"], stats["refused"]) == (2, 2)
@@ -228,7 +147,7 @@ async def test_silent_sender_ends_the_call_after_the_idle_timeout(tmp_path, sign
     model = load_model(tiny["tiny"])
     encoder = intra_encoder(model)
     p = model.cfg.num_keypoints
-    async with hand_driven_sender(signaling_url, "quiet", encoder, model.cfg.resolution) as call:
+    async with hand_driven_sender(signaling_url, "quiet", encoder, model.cfg.resolution) as (call, _):
         for seq in range(3):
             call.keypoints.send(encoder.encode(seq, time.time_ns(), np.zeros((p, 2)), np.ones(p)).data)
         assert await asyncio.wait_for(receiving, 30) == 1  # while this peer stays connected, silent
@@ -248,23 +167,28 @@ def test_display_without_gui_is_a_clear_error(refs, tiny, caplog):
     assert "opencv-python-headless has none" in caplog.text
 
 
-async def test_call_file_round_trip(tmp_path, clip, refs, tiny):
-    """sender --output writes the call's messages; receiver --input renders every one of them."""
+async def test_call_file_round_trip(tmp_path, clip, tiny):
+    """sender --output writes the call's messages, pictures included; receiver --input (no pictures of its own)
+    renders every frame from them."""
     call_file, record, stats_path = tmp_path / "call.kpc", tmp_path / "call.mp4", tmp_path / "stats.json"
     model = str(tiny["tiny"])
     assert sender_cli.main(["--source", str(clip[0]), "--output", str(call_file), "--model", model,
                             "--threads", "1"]) == 0
     assert await receiver_cli.run(receiver_cli.parse_args(
-        ["--refs", str(refs), "--model", model, "--input", str(call_file), "--record", str(record), "--threads", "1",
+        ["--model", model, "--input", str(call_file), "--record", str(record), "--threads", "1",
          "--stats-out", str(stats_path)])) == 0
     stats = json.loads(stats_path.read_text())
-    assert stats["frames_received"] == stats["frames_rendered"] == FRAMES
-    assert stats["frames_spoiled"] == stats["malformed"] == 0
+    sender = stats["sender"]
+    # The first second (10 frames at 10 fps) is where the two pictures are chosen from; its frames wait.
+    assert sender["pictures"] == stats["pictures"]["held"] >= 2 and sender["waiting_for_picture"] == 11
+    assert stats["frames_received"] == stats["frames_rendered"] == sender["sent"] == FRAMES - 11
+    assert stats["frames_spoiled"] == stats["malformed"] == stats["frames_without_picture"] == 0
     # Every frame of a file counts as acknowledged: one intra frame, then frames predicted from the one before.
-    assert stats["sender"]["intra"] == 1
-    assert stats["bytes_per_message"] * FRAMES == stats["sender"]["payload_bytes"]
+    assert sender["intra"] == 1
+    assert stats["bytes_per_message"] * sender["sent"] == sender["payload_bytes"]
     assert stats["bytes_per_message"] < 281 / 4  # wire v1 took 281 bytes a frame
-    assert len(read_frames(record)) == FRAMES
+    assert stats["pictures"]["bytes"] == sender["picture_message_bytes"] > sender["picture_bytes"]
+    assert len(read_frames(record)) == stats["recording"]["frames"] == FRAMES - 11
 
 
 def test_missing_refs_folder_is_a_clear_error(tmp_path):

@@ -148,7 +148,7 @@ def test_backend_flag_runs_both_tools_on_onnxruntime(exported, tmp_path):
     for backend in ("torch", "onnx"):
         flags = ["--model", weights, "--backend", backend, "--onnx-dir", str(folder), "--threads", "1"]
         call = tmp_path / f"{backend}.kpc"
-        assert sender_cli.main(["--source", str(clip), "--output", str(call), *flags]) == 0
+        assert sender_cli.main(["--source", str(clip), "--output", str(call), "--ref-count", "0", *flags]) == 0
         out = tmp_path / f"{backend}.json"
         args = receiver_cli.parse_args(["--refs", str(refs), "--input", str(call), "--stats-out", str(out), *flags])
         assert asyncio.run(receiver_cli.run(args)) == 0

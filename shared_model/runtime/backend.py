@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .cache import onnx_cache_root
-from .inference import KeypointExtractor, Renderer
+from .inference import KeypointExtractor, ReferenceRenderer, Renderer
 from ..nets.model import DEFAULT_MODEL, CodecModel, load_model, pick_device
 
 if TYPE_CHECKING:
@@ -27,10 +27,6 @@ PRECISIONS = {"torch": ("fp32", "bf16", "fp16"), "onnx": ("fp32", "int8")}
 
 class Extractor(Protocol):
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-class FrameRenderer(Protocol):
-    def render(self, kp: np.ndarray, strength: np.ndarray) -> tuple[np.ndarray, int]: ...
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,7 +95,7 @@ class Backend:
 
         return OnnxKeypointExtractor(self._onnx(("detector",)))
 
-    def renderer(self, references: list[np.ndarray]) -> FrameRenderer:
+    def renderer(self, references: list[np.ndarray]) -> ReferenceRenderer:
         if self.kind == "torch":
             return Renderer(self.model, references, self.device, self.precision)
         from .onnx_backend import OnnxRenderer

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,51 +59,127 @@ def spread_subset(count: int, limit: int) -> list[int]:
     return sorted({int(round(i)) for i in np.linspace(0, count - 1, limit)})
 
 
-class Renderer:
-    """Receiver side: holds the references with their keypoints and features computed once, and rebuilds
-    a frame from received keypoints.
+@dataclass(frozen=True)
+class Prepared:
+    """A reference ready to render from: its keypoints (P, 2) and strengths (P,) as float tensors, and what the
+    generator reuses for every frame (the picture, its encoder features)."""
 
-    ``tps`` renders from the one reference whose keypoints suit the frame best; ``iw`` attends over all the
-    references at once (at most ``cfg.iw_max_refs``; a larger set is thinned evenly, with a warning).
-    ``render`` returns the frame and the index of the reference nearest in keypoints (for ``iw``, the one
-    shown as the frozen-reference baseline).
+    kp: torch.Tensor
+    strength: torch.Tensor
+    data: Any
+
+
+class ReferenceRenderer(ABC):
+    """The receiver's references and the rebuilding of a frame from one of them.
+
+    Two kinds of reference: the receiver's own pictures (``receiver --refs``, given at construction), of which
+    the one whose keypoints suit the frame best is picked per frame (with hysteresis against flicker), and the
+    pictures the sender sends during the call (``add_picture`` / ``remove_picture``), which each frame names.
+    Every picture is prepared once (keypoints, and what the generator reuses). Not thread-safe: add, remove
+    and render from one thread.
+    """
+
+    def __init__(self, references: list[np.ndarray], resolution: int) -> None:
+        self.resolution = resolution
+        self.own = [self._prepare(self._checked(r)) for r in references]
+        self.pictures: dict[int, Prepared] = {}
+        self.picker = None
+        if self.own:
+            self.picker = ReferencePicker(torch.stack([p.kp for p in self.own]),
+                                          torch.stack([p.strength for p in self.own]))
+
+    def _checked(self, image: np.ndarray) -> np.ndarray:
+        if image.shape != (self.resolution, self.resolution, 3) or image.dtype != np.uint8:
+            raise ValueError(f"reference images must be {self.resolution}x{self.resolution} RGB uint8, got "
+                             f"{image.shape} {image.dtype}")
+        return image
+
+    @abstractmethod
+    def _prepare(self, image: np.ndarray) -> Prepared: ...
+
+    @abstractmethod
+    def _generate(self, ref: Prepared, kp: np.ndarray, strength: np.ndarray) -> np.ndarray: ...
+
+    def add_picture(self, picture: int, image: np.ndarray) -> None:
+        """Hold the sender's picture ``picture`` (an id > 0), ready to render from."""
+        self.pictures[picture] = self._prepare(self._checked(image))
+
+    def remove_picture(self, picture: int) -> None:
+        self.pictures.pop(picture, None)
+
+    def render(self, kp: np.ndarray, strength: np.ndarray, picture: int = 0) -> tuple[np.ndarray, int]:
+        """The frame rebuilt from the sender's picture ``picture`` (KeyError if not held), or for ``picture`` 0
+        from the own reference nearest in keypoints; returns it (uint8 RGB) and the picture id or own index."""
+        if picture:
+            return self._generate(self.pictures[picture], kp, strength), picture
+        if self.picker is None:
+            raise ValueError("no reference pictures of its own: a frame must name one of the sender's")
+        i = self.picker(torch.as_tensor(kp, dtype=torch.float32), torch.as_tensor(strength, dtype=torch.float32))
+        return self._generate(self.own[i], kp, strength), i
+
+
+class Renderer(ReferenceRenderer):
+    """Receiver side with torch.
+
+    ``tps`` renders from one reference per frame (see ``ReferenceRenderer``); ``iw`` attends over a whole set at
+    once: the own references (at most ``cfg.iw_max_refs``; a larger set is thinned evenly, with a warning), or
+    every sender picture held.
     """
 
     def __init__(self, model: CodecModel, references: list[np.ndarray], device: torch.device | str = "cpu",
                  precision: str = "fp32") -> None:
-        if not references:
-            raise ValueError("at least one reference image is needed")
         self.model, self.device, self.precision = model, torch.device(device), precision
-        res = model.cfg.resolution
         with torch.inference_mode():
-            self.sources = [to_tensor(r, self.device) for r in references]
-            for s in self.sources:
-                if s.shape[-1] != res or s.shape[-2] != res:
-                    raise ValueError(f"reference images must be {res}x{res}, got {tuple(s.shape[-2:])}")
-            kps = [model.detector(s) for s in self.sources]
-            self.kp = torch.cat([k for k, _ in kps])
-            self.strength = torch.cat([st for _, st in kps])
-            if model.kind == "tps":
-                self.feats = [model.generator.encoder(s) for s in self.sources]
-            else:
-                keep = spread_subset(len(self.sources), model.cfg.iw_max_refs)
-                if len(keep) < len(self.sources):
-                    log.warning("%d references given, iw attends over at most %d: using %s", len(self.sources),
+            super().__init__(references, model.cfg.resolution)
+            if model.kind == "iw" and self.own:
+                keep = spread_subset(len(self.own), model.cfg.iw_max_refs)
+                if len(keep) < len(self.own):
+                    log.warning("%d references given, iw attends over at most %d: using %s", len(self.own),
                                 len(keep), keep)
-                self.reference_set = model.generator.prepare(torch.cat([self.sources[i] for i in keep])[None],
-                                                             self.kp[keep][None], self.strength[keep][None])
-        self.picker = ReferencePicker(self.kp, self.strength)
+                self.reference_set = self._reference_set([self.own[i] for i in keep])
+        self._picture_set: tuple[tuple[int, ...], Any] = ((), None)
 
     @torch.inference_mode()
-    def render(self, kp: np.ndarray, strength: np.ndarray) -> tuple[np.ndarray, int]:
-        """The rebuilt frame (uint8 RGB) and the index of the reference nearest in keypoints."""
-        kp_t = torch.as_tensor(kp, dtype=torch.float32, device=self.device)[None]
-        st_t = torch.as_tensor(strength, dtype=torch.float32, device=self.device)[None]
-        i = self.picker(kp_t[0], st_t[0])
+    def _prepare(self, image: np.ndarray) -> Prepared:
+        source = to_tensor(image, self.device)
+        kp, strength = self.model.detector(source)
+        feats = self.model.generator.encoder(source) if self.model.kind == "tps" else None
+        return Prepared(kp[0], strength[0], (source, feats))
+
+    def _reference_set(self, refs: list[Prepared]) -> Any:
+        return self.model.generator.prepare(torch.cat([r.data[0] for r in refs])[None],
+                                            torch.stack([r.kp for r in refs])[None],
+                                            torch.stack([r.strength for r in refs])[None])
+
+    @torch.inference_mode()
+    def _generate(self, ref: Prepared, kp: np.ndarray, strength: np.ndarray) -> np.ndarray:
+        kp_t, st_t = self._driving(kp, strength)
+        source, feats = ref.data
         with precision_context(self.device, self.precision):
-            if self.model.kind == "tps":
-                out = self.model.generator(self.sources[i], self.kp[i : i + 1], self.strength[i : i + 1],
-                                           kp_t, st_t, source_feats=self.feats[i])
-            else:
-                out = self.model.generator(self.reference_set, kp_t, st_t)
-        return to_image(out["prediction"]), i
+            out = self.model.generator(source, ref.kp[None], ref.strength[None], kp_t, st_t, source_feats=feats)
+        return to_image(out["prediction"])
+
+    def _driving(self, kp: np.ndarray, strength: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.as_tensor(kp, dtype=torch.float32, device=self.device)[None],
+                torch.as_tensor(strength, dtype=torch.float32, device=self.device)[None])
+
+    @torch.inference_mode()
+    def render(self, kp: np.ndarray, strength: np.ndarray, picture: int = 0) -> tuple[np.ndarray, int]:
+        if self.model.kind == "tps":
+            return super().render(kp, strength, picture)
+        if picture:
+            if picture not in self.pictures:
+                raise KeyError(picture)
+            held = tuple(sorted(self.pictures))  # at most MAX_PICTURES (8), what iw attends over at most
+            if self._picture_set[0] != held:
+                self._picture_set = (held, self._reference_set([self.pictures[p] for p in held]))
+            reference_set, shown = self._picture_set[1], picture
+        elif self.picker is None:
+            raise ValueError("no reference pictures of its own: a frame must name one of the sender's")
+        else:
+            reference_set = self.reference_set
+            shown = self.picker(torch.as_tensor(kp, dtype=torch.float32),
+                                torch.as_tensor(strength, dtype=torch.float32))
+        with precision_context(self.device, self.precision):
+            out = self.model.generator(reference_set, *self._driving(kp, strength))
+        return to_image(out["prediction"]), shown

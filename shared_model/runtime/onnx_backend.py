@@ -14,10 +14,10 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from .graphs import META_FILE, PARTS, feature_names
-from .quantize import INT8_SUFFIX
 from ..nets.model import TPSModel
-from ..media.references import ReferencePicker
+from .graphs import META_FILE, PARTS, feature_names
+from .inference import Prepared, ReferenceRenderer
+from .quantize import INT8_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -103,33 +103,25 @@ class OnnxKeypointExtractor:
         return self.onnx.detect(frame)
 
 
-class OnnxRenderer:
-    """Receiver side, as ``inference.Renderer``: references' keypoints and encoder features computed once,
-    the reference that suits a frame picked with hysteresis, the frame rebuilt by the generator graph."""
+class OnnxRenderer(ReferenceRenderer):
+    """Receiver side, as ``inference.Renderer`` (tps): each reference's keypoints and encoder features computed
+    once, the frame rebuilt by the generator graph."""
 
     def __init__(self, onnx: OnnxModel, references: list[np.ndarray]) -> None:
-        if not references:
-            raise ValueError("at least one reference image is needed")
-        res = onnx.model.cfg.resolution
-        for r in references:
-            if r.shape != (res, res, 3):
-                raise ValueError(f"reference images must be {res}x{res}, got {r.shape[:2]}")
         self.onnx = onnx
-        self.sources = [image_input(r) for r in references]
-        detected = [onnx.detect(r) for r in references]
-        self.kp = np.stack([k for k, _ in detected])
-        self.strength = np.stack([s for _, s in detected])
-        names = feature_names(onnx.model)
-        self.feats = [dict(zip(names, onnx.sessions["encoder"].run(None, {"image": s}))) for s in self.sources]
-        self.picker = ReferencePicker(torch.from_numpy(self.kp), torch.from_numpy(self.strength))
+        self.names = feature_names(onnx.model)
+        super().__init__(references, onnx.model.cfg.resolution)
 
-    def render(self, kp: np.ndarray, strength: np.ndarray) -> tuple[np.ndarray, int]:
-        """The rebuilt frame (uint8 RGB) and the index of the reference used."""
-        kp = np.asarray(kp, np.float32)
-        strength = np.asarray(strength, np.float32)
-        i = self.picker(torch.from_numpy(kp), torch.from_numpy(strength))
-        inputs = {"source": self.sources[i], "kp_source": self.kp[i : i + 1],
-                  "strength_source": self.strength[i : i + 1], "kp_driving": kp[None],
-                  "strength_driving": strength[None], **self.feats[i]}
+    def _prepare(self, image: np.ndarray) -> Prepared:
+        source = image_input(image)
+        kp, strength = self.onnx.detect(image)
+        feats = dict(zip(self.names, self.onnx.sessions["encoder"].run(None, {"image": source})))
+        return Prepared(torch.from_numpy(kp), torch.from_numpy(strength), (source, feats))
+
+    def _generate(self, ref: Prepared, kp: np.ndarray, strength: np.ndarray) -> np.ndarray:
+        source, feats = ref.data
+        inputs = {"source": source, "kp_source": ref.kp.numpy()[None], "strength_source": ref.strength.numpy()[None],
+                  "kp_driving": np.asarray(kp, np.float32)[None],
+                  "strength_driving": np.asarray(strength, np.float32)[None], **feats}
         (prediction,) = self.onnx.sessions["generator"].run(None, inputs)
-        return image_output(prediction), i
+        return image_output(prediction)

@@ -9,6 +9,10 @@ table, then every residual minus the shift under a quantized Laplace model of th
 scale that makes the block smallest, so a still face costs a few bits and a head turn still codes well, and no
 adaptive state can fall out of step between the two ends when messages are lost.
 
+Each frame also names the reference picture the receiver renders it from (0..255, 0: none of the sender's): an
+intra frame codes it in 8 bits, a predicted one as "the same as the frame it refers to" (a few hundredths of a
+bit) or, rarely, the new value (about 14 bits).
+
 Entropy coder: constriction's range coder (``constriction.stream.queue``), with quantized Laplace and uniform
 models. It writes 32-bit words; the encoder cuts them to the shortest byte prefix that still decodes to the
 same values when the decoder pads it with 0xFF bytes (checked by decoding), which saves about two bytes a frame.
@@ -23,6 +27,8 @@ from typing import Any
 import constriction
 import numpy as np
 
+from ..errors import CodingError
+
 #: Laplace scales a block can choose from (index coded in 4 bits).
 SCALES = np.geomspace(0.1, 1000.0, 16)
 #: Scale of the common shift of a predicted block (in grid steps).
@@ -31,11 +37,11 @@ SHIFT_SCALE = 1.5
 TIME_SCALE = 3.0
 TIME_RANGE = 2**15 - 1
 TIME_WRAP = 2**16
+#: Picture ids a frame can name (0: none of the sender's pictures).
+PICTURE_IDS = 256
+#: How often a predicted frame names another picture than the frame it refers to (sets its cost in bits).
+PICTURE_CHANGE = 1 / 128
 _PAD = b"\xff\xff\xff"
-
-
-class CodingError(ValueError):
-    """Coded data that does not decode to a valid frame."""
 
 
 @dataclass(frozen=True)
@@ -93,20 +99,25 @@ class CodingSettings:
 
 @dataclass(frozen=True, eq=False)
 class Quantized:
-    """A frame on the grids: keypoints (P, 2) and strengths (P,) as int32."""
+    """A frame on the grids: keypoints (P, 2) and strengths (P,) as int32, and the picture it names."""
 
     kp: np.ndarray
     st: np.ndarray
+    picture: int = 0
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Quantized) and np.array_equal(self.kp, other.kp) and np.array_equal(self.st, other.st)
+        return (isinstance(other, Quantized) and np.array_equal(self.kp, other.kp)
+                and np.array_equal(self.st, other.st) and self.picture == other.picture)
 
 
-def quantize(kp: np.ndarray, st: np.ndarray, s: CodingSettings) -> Quantized:
+def quantize(kp: np.ndarray, st: np.ndarray, s: CodingSettings, picture: int = 0) -> Quantized:
     """Values clipped to their range and rounded to the grids."""
+    if not 0 <= picture < PICTURE_IDS:
+        raise ValueError(f"picture id {picture} outside [0, {PICTURE_IDS})")
     qk = np.round(np.clip(np.asarray(kp, np.float64), -1.0, 1.0) / s.kp_step)
     qs = np.round(np.clip(np.asarray(st, np.float64), 0.0, 1.0) / s.st_step)
-    return Quantized(np.clip(qk, -s.kp_max, s.kp_max).astype(np.int32), np.clip(qs, 0, s.st_max).astype(np.int32))
+    return Quantized(np.clip(qk, -s.kp_max, s.kp_max).astype(np.int32), np.clip(qs, 0, s.st_max).astype(np.int32),
+                     picture)
 
 
 def dequantize(q: Quantized, s: CodingSettings) -> tuple[np.ndarray, np.ndarray]:
@@ -122,6 +133,26 @@ def _laplace(bound: int) -> Any:
 @cache
 def _uniform(size: int) -> Any:
     return constriction.stream.model.Uniform(size)
+
+
+@cache
+def _changed() -> Any:
+    return constriction.stream.model.Categorical(np.array([1 - PICTURE_CHANGE, PICTURE_CHANGE]), perfect=False)
+
+
+def _encode_picture(enc: Any, picture: int, ref: Quantized | None) -> None:
+    if ref is not None:
+        changed = int(picture != ref.picture)
+        enc.encode(np.array([changed], np.int32), _changed())
+        if not changed:
+            return
+    enc.encode(np.array([picture], np.int32), _uniform(PICTURE_IDS))
+
+
+def _decode_picture(dec: Any, ref: Quantized | None) -> int:
+    if ref is not None and not dec.decode(_changed(), 1)[0]:
+        return ref.picture
+    return int(dec.decode(_uniform(PICTURE_IDS), 1)[0])
 
 
 def _laplace_bits(values: np.ndarray, scales: np.ndarray) -> np.ndarray:
@@ -188,6 +219,7 @@ def encode_payload(q: Quantized, time: int, ref: Quantized | None, s: CodingSett
         if abs(time) > TIME_RANGE:
             raise ValueError(f"time offset {time} outside +-{TIME_RANGE}")
         enc.encode(np.array([time], np.int32), _laplace(TIME_RANGE), np.zeros(1), np.full(1, TIME_SCALE))
+    _encode_picture(enc, q.picture, ref)
     kp_block, st_block = _blocks(s)
     _encode_block(enc, kp_block, q.kp, None if ref is None else ref.kp)
     _encode_block(enc, st_block, q.st, None if ref is None else ref.st)
@@ -218,6 +250,7 @@ def decode_payload(data: bytes, count: int, ref: Quantized | None, s: CodingSett
             time = int(dec.decode(_uniform(TIME_WRAP), 1)[0])
         else:
             time = int(dec.decode(_laplace(TIME_RANGE), np.zeros(1), np.full(1, TIME_SCALE))[0])
+        picture = _decode_picture(dec, ref)
         kp_block, st_block = _blocks(s)
         kp = _decode_block(dec, kp_block, (count, 2), None if ref is None else ref.kp)
         st = _decode_block(dec, st_block, (count,), None if ref is None else ref.st)
@@ -225,4 +258,4 @@ def decode_payload(data: bytes, count: int, ref: Quantized | None, s: CodingSett
         raise
     except Exception as exc:  # constriction asserts on data that no encoder wrote
         raise CodingError(f"undecodable payload: {exc}") from exc
-    return time, Quantized(kp, st)
+    return time, Quantized(kp, st, picture)

@@ -1,23 +1,22 @@
-"""Wire format v2: one coded frame message per frame on the keypoint channel, JSON control messages.
+"""Wire format v3: one coded frame message per frame on the keypoint channel, and the receiver's acks.
 
 The model (id, weights version, keypoint count), the resolution, the frame rate and the coding settings are
-agreed once, in the hello on the reliable control channel; a frame message repeats none of them::
+agreed once, in the hello on the reliable control channel (``control.py``); a frame message repeats none of them::
 
-    byte 0      wire version (4 high bits, 2) | reference distance d (4 low bits: 0 = intra, else seq - d)
+    byte 0      wire version (4 high bits, 3) | reference distance d (4 low bits: 0 = intra, else seq - d)
     bytes 1-2   seq mod 2**16, little-endian (unwrapped by the receiver next to the newest seq it decoded)
-    bytes 3-    the range-coded frame (shared_model.wire.keycoding): capture time, keypoints, strengths
+    bytes 3-    the range-coded frame (shared_model.wire.keycoding): capture time, picture, keypoints, strengths
 
 A predicted frame refers to an earlier frame by its distance d <= 15 in sequence numbers. Anchor frames (every
 ``anchor_every``-th sent) refer only to frames the receiver has acknowledged, the frames between to the frame
 sent just before: a lost message spoils at most ``anchor_every - 1`` later frames. Acks travel the other way on
-the keypoint channel (5 bytes: ``0x20``, then the newest decoded seq as a little-endian uint32), at most every
+the keypoint channel (5 bytes: ``0x30``, then the newest decoded seq as a little-endian uint32), at most every
 ``ACK_INTERVAL_S``: a lost ack is simply superseded by the next one. Decoding is strict: any deviation is a
 ``WireError``; a message of another wire version (v1 included) or before an accepted hello is a ``WireRefused``
 (a subclass); a frame whose reference this end does not hold (lost) is a ``MissingReference``. See docs/wire-format.md.
 """
 from __future__ import annotations
 
-import json
 import struct
 import threading
 import time
@@ -26,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import CodingError, MissingReference, WireError, WireRefused
 from .keycoding import (
     TIME_RANGE,
     TIME_WRAP,
-    CodingError,
     CodingSettings,
     Quantized,
     decode_payload,
@@ -38,13 +37,11 @@ from .keycoding import (
     quantize,
 )
 
-WIRE_VERSION = 2
+WIRE_VERSION = 3
 #: The first byte of a wire v1 message: a msgpack array of seven fields.
 _V1_FIRST_BYTE = 0x97
 #: Frame messages are a few dozen bytes; anything larger is rejected before decoding.
 MAX_FRAME_BYTES = 2048
-#: Control messages (JSON) are small too.
-MAX_CONTROL_BYTES = 16384
 MAX_SEQ = 2**32 - 1
 #: Farthest reference (sequence numbers back); also how many decoded frames the receiver keeps.
 MAX_DISTANCE = 15
@@ -53,18 +50,6 @@ ACK_INTERVAL_S = 0.1
 _HEADER = struct.Struct("<BH")
 _ACK = struct.Struct("<BI")
 _SEQ_WRAP = 2**16
-
-
-class WireError(ValueError):
-    """A message that does not follow the wire format (dropped and counted as malformed)."""
-
-
-class WireRefused(WireError):
-    """A message from another wire version, or a frame before an accepted hello (refused and counted)."""
-
-
-class MissingReference(Exception):
-    """A valid frame predicted from a frame this end does not hold (it was lost): dropped, counted as spoiled."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +76,7 @@ class FrameMessage:
     strengths: np.ndarray
     size: int  # bytes on the data channel
     ref_seq: int | None  # the frame it was predicted from; None for an intra frame
+    picture: int  # the sender's reference picture to render it from; 0: the receiver's own pictures
 
 
 @dataclass(frozen=True)
@@ -127,9 +113,6 @@ class FrameEncoder:
         self._acked = -1
         self._since_anchor = 0
 
-    def hello(self, resolution: int, crop: list[int] | None) -> dict[str, Any]:
-        return hello_fields(self.identity, resolution, self.fps, crop, self.settings, self.epoch_ns)
-
     def _reference(self, seq: int) -> tuple[bool, EncodedFrame | None]:
         """(anchor?, the frame to predict from or None)."""
         last = self._last
@@ -138,15 +121,16 @@ class FrameEncoder:
         acked = self._history.get(self._acked)
         return True, acked if acked is not None and seq - acked.seq <= MAX_DISTANCE else None
 
-    def encode(self, seq: int, capture_ns: int, keypoints: np.ndarray, strengths: np.ndarray) -> EncodedFrame:
-        """One frame message. Shapes are checked, values clipped to their range."""
+    def encode(self, seq: int, capture_ns: int, keypoints: np.ndarray, strengths: np.ndarray,
+               picture: int = 0) -> EncodedFrame:
+        """One frame message, to be rendered from ``picture``. Shapes are checked, values clipped to their range."""
         p = self.identity.num_keypoints
         if np.shape(keypoints) != (p, 2) or np.shape(strengths) != (p,):
             raise ValueError(f"expected keypoints ({p}, 2) and strengths ({p},), got {np.shape(keypoints)} "
                              f"and {np.shape(strengths)}")
         if not 0 <= seq <= MAX_SEQ:
             raise ValueError(f"seq {seq} out of range")
-        q = quantize(keypoints, strengths, self.settings)
+        q = quantize(keypoints, strengths, self.settings, picture)
         capture_ms = (capture_ns - self.epoch_ns) // 1_000_000
         with self._lock:
             anchor, ref = self._reference(seq)
@@ -179,10 +163,6 @@ class FrameEncoder:
                 self._acked = max(self._acked, seq)
 
 
-def _is_int(value: Any) -> bool:
-    return type(value) is int  # bool is an int subclass: excluded on purpose
-
-
 class FrameDecoder:
     """The receiver's side: decodes frames of one call, holding the frames later ones may refer to."""
 
@@ -190,11 +170,6 @@ class FrameDecoder:
         self.identity, self.settings, self.fps, self.epoch_ns = identity, settings, fps, epoch_ns
         self._frames: dict[int, tuple[Quantized, int]] = {}  # seq -> (values, capture ms)
         self._newest = (0, 0)  # (seq, capture ms) of the newest decoded frame; the hello's epoch at first
-
-    @classmethod
-    def from_hello(cls, msg: dict[str, Any], identity: ModelIdentity) -> FrameDecoder:
-        """For a hello that ``check_hello`` accepted."""
-        return cls(identity, CodingSettings.from_dict(msg["coding"]), float(msg["fps"]), msg["epoch_ns"])
 
     def header(self, data: bytes | str) -> tuple[int, int]:
         """``(seq, reference distance)`` of a frame message; WireError / WireRefused when it is not one."""
@@ -243,7 +218,7 @@ class FrameDecoder:
             del self._frames[old]
         kp, st = dequantize(q, self.settings)
         return FrameMessage(seq, max(0, self.epoch_ns + capture_ms * 1_000_000), kp, st, len(data),
-                            None if ref is None else seq - distance)
+                            None if ref is None else seq - distance, q.picture)
 
 
 def encode_ack(seq: int) -> bytes:
@@ -256,63 +231,3 @@ def decode_ack(data: bytes | str) -> int:
     if not (isinstance(data, bytes) and len(data) == _ACK.size and data[0] == WIRE_VERSION << 4):
         raise WireError(f"not an ack message: {data[:8]!r}")
     return _ACK.unpack(data)[1]
-
-
-# --- control messages (JSON text on the reliable channel) ---
-
-#: Control message types and who sends them: hello/stats (sender), accept/refuse (receiver), bye (both).
-CONTROL_TYPES = frozenset({"hello", "accept", "refuse", "stats", "bye"})
-
-
-def encode_control(kind: str, **fields: Any) -> str:
-    if kind not in CONTROL_TYPES:
-        raise ValueError(f"unknown control message type {kind!r}")
-    return json.dumps({"type": kind, **fields}, separators=(",", ":"))
-
-
-def decode_control(data: str | bytes) -> dict[str, Any]:
-    """A control message as a dict with a known ``type``; anything else is a ``WireError``."""
-    if not isinstance(data, str):
-        raise WireError(f"control message must be text, got {type(data).__name__}")
-    if len(data) > MAX_CONTROL_BYTES:
-        raise WireError(f"control message of {len(data)} characters exceeds {MAX_CONTROL_BYTES}")
-    try:
-        msg = json.loads(data)
-    except ValueError as exc:
-        raise WireError(f"control message is not JSON: {exc}") from exc
-    if not isinstance(msg, dict) or msg.get("type") not in CONTROL_TYPES:
-        raise WireError(f"control message without a known type: {str(data)[:80]!r}")
-    return msg
-
-
-def hello_fields(identity: ModelIdentity, resolution: int, fps: float, crop: list[int] | None,
-                 settings: CodingSettings, epoch_ns: int) -> dict[str, Any]:
-    """The sender's hello: everything the receiver checks and needs before it decodes frames. ``crop``
-    ([x, y, side] in source pixels) is None until a face has been seen; it follows the face and is repeated in
-    the stats. Frame capture times are coded in milliseconds since ``epoch_ns`` (the sender's wall clock)."""
-    return {"wire": WIRE_VERSION, "model": identity.model_id, "model_version": identity.model_version,
-            "keypoints": identity.num_keypoints, "resolution": resolution, "fps": fps, "crop": crop,
-            "coding": settings.as_dict(), "epoch_ns": epoch_ns}
-
-
-def check_hello(msg: dict[str, Any], identity: ModelIdentity, resolution: int) -> str | None:
-    """Why a hello must be refused, or None when this end can decode and render the sender's frames."""
-    wire = msg.get("wire")
-    if not _is_int(wire) or wire != WIRE_VERSION:
-        return f"sender speaks wire version {wire!r}, this receiver speaks {WIRE_VERSION}"
-    if (msg.get("model"), msg.get("model_version")) != (identity.model_id, identity.model_version):
-        return (f"sender runs model {msg.get('model')!r} version {msg.get('model_version')!r}, this receiver runs "
-                f"{identity.model_id!r} version {identity.model_version!r}")
-    if msg.get("keypoints") != identity.num_keypoints or msg.get("resolution") != resolution:
-        return (f"sender sends {msg.get('keypoints')!r} keypoints at {msg.get('resolution')!r} px, this receiver "
-                f"expects {identity.num_keypoints} at {resolution} px")
-    fps = msg.get("fps")
-    if not isinstance(fps, (int, float)) or isinstance(fps, bool) or not 0 < fps <= 240:
-        return f"bad frame rate {fps!r} in hello"
-    if not (_is_int(msg.get("epoch_ns")) and msg["epoch_ns"] >= 0):
-        return f"bad epoch {msg.get('epoch_ns')!r} in hello"
-    try:
-        CodingSettings.from_dict(msg.get("coding"))
-    except ValueError as exc:
-        return f"bad coding settings in hello: {exc}"
-    return None

@@ -1,7 +1,7 @@
 """The call recording file (``sender --output``, ``receiver --input``): the messages of a call, in order.
 
-Each record is one byte of kind (``C`` control: UTF-8 JSON, ``F`` frame: a wire-format frame message), a
-4-byte big-endian length, then the payload. The first record is the sender's hello, the last its bye.
+Each record is one byte of kind (``C`` control, ``F`` frame: a wire-format message of either kind), a 4-byte
+big-endian length, then the payload. The first record is the sender's hello, the last its bye.
 """
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Self
 
-from .messages import MAX_CONTROL_BYTES, MAX_FRAME_BYTES, WireError
+from ..errors import WireError
+from .control import MAX_CONTROL_BYTES
+from .messages import MAX_FRAME_BYTES
 
 CONTROL, FRAME = b"C", b"F"
 _HEADER = struct.Struct(">cI")
@@ -23,8 +25,8 @@ class RecordWriter:
     def __init__(self, path: str | Path) -> None:
         self._file: BinaryIO = open(path, "wb")
 
-    def control(self, text: str) -> None:
-        self._write(CONTROL, text.encode())
+    def control(self, data: bytes) -> None:
+        self._write(CONTROL, data)
 
     def frame(self, data: bytes) -> None:
         self._write(FRAME, data)
@@ -42,8 +44,8 @@ class RecordWriter:
         self.close()
 
 
-def read_records(path: str | Path) -> Iterator[tuple[bytes, str | bytes]]:
-    """Yield (kind, payload): control payloads as text, frame payloads as bytes. A damaged file is a WireError."""
+def read_records(path: str | Path) -> Iterator[tuple[bytes, bytes]]:
+    """Yield (kind, payload). A damaged file is a WireError; the payloads are checked by their decoders."""
     with open(path, "rb") as f:
         while header := f.read(_HEADER.size):
             if len(header) < _HEADER.size:
@@ -54,11 +56,4 @@ def read_records(path: str | Path) -> Iterator[tuple[bytes, str | bytes]]:
             payload = f.read(length)
             if len(payload) < length:
                 raise WireError(f"{path}: truncated record")
-            if kind == FRAME:
-                yield kind, payload
-                continue
-            try:
-                text = payload.decode()
-            except UnicodeDecodeError as exc:
-                raise WireError(f"{path}: control record is not UTF-8") from exc
-            yield kind, text
+            yield kind, payload
