@@ -1,81 +1,133 @@
 """The browser receiver in a real headless Chromium (Debian's, driven by Playwright; no browser is downloaded).
 
-Decoding: the page's JavaScript must decode exactly what the Python receiver decodes, errors included: every
-symbol of the range coder's models against constriction, a call file of 1000 frames written by the real
-sender, a lossy and damaged stream, and the hello checks. The call: ``python -m signaling`` serves the page
-and the real exported ``tps`` graphs, a real Python sender streams a generated clip, the page draws it; the
-canvas must match the Python receiver's rendering of the same messages (PSNR >= 35 dB) and the page must end
-on the sender's bye.
+Decoding (wire v3): the page's JavaScript must decode exactly what the Python receiver decodes, errors
+included: every symbol of the range coder's models against constriction, a call file written by the real
+sender from a 1000-frame clip (its frames and its pictures, refreshes included), a lossy and damaged stream,
+the msgpack control messages (checked, refused, encoded) and the hello checks, and the AV1 pictures
+(WebCodecs). The call: ``python -m signaling`` serves the page and the real exported ``tps`` graphs, a real
+Python sender streams a generated clip and sends its own pictures, the page draws it; the canvas must match
+the Python receiver's rendering of the same messages (PSNR >= 35 dB) and the page must end on the sender's bye.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
-import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import av
 import cv2
 import constriction
+import msgpack
 import numpy as np
 import pytest
 
 from receiver.demo import free_port, wait_healthy
 from receiver.session import Expectation, Session
+from shared_model.errors import PictureError, WireError, WireRefused
 from shared_model.media.crop import crop_image
+from shared_model.media.picture_codec import PICTURE_CODEC, decode_picture, encode_picture
 from shared_model.media.video import write_video
-from shared_model.nets.model import available_models, load_model
+from shared_model.nets.model import load_model
 from shared_model.runtime.graphs import META_FILE, export_model
 from shared_model.runtime.onnx_backend import OnnxModel, OnnxRenderer
 from shared_model.training.synthetic import talking_face
-from shared_model.wire.keycoding import SCALES, SHIFT_SCALE, TIME_RANGE, TIME_SCALE, CodingSettings
-
-pytest.skip("the browser receiver (signaling/web/app) speaks wire v2: JSON control messages and frames without a "
-            "picture; wire v3 (msgpack control, the picture each frame names, AV1 pictures over the call) needs it "
-            "ported first", allow_module_level=True)
-
-from shared_model.wire.messages import (  # noqa: E402 (wire v2's control functions, gone in v3)
-    ModelIdentity,
-    WireError,
-    check_hello,
-    decode_control,
-    encode_control,
-    hello_fields,
-)
-from shared_model.wire.records import CONTROL, read_records
+from shared_model.wire.control import MAX_PICTURES, TYPES, Bye, Hello, decode_control
+from shared_model.wire.keycoding import PICTURE_CHANGE, SCALES, SHIFT_SCALE, TIME_RANGE, TIME_SCALE, CodingSettings
+from shared_model.wire.messages import ModelIdentity
+from shared_model.wire.records import CONTROL, FRAME, read_records
 from test_wire import EPOCH, FPS, ID, stream
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-#: A Session of the page's, fed messages one by one: per frame message, the decoded frame or why it was dropped.
-JS_OUTCOMES = """async ([records, identity, resolution]) => {
+#: Messages between Python and the page: bytes as base64, text as {text} (wire and unwire on the Python side).
+JS_WIRE = """
+  const fromWire = (data) =>
+    typeof data === "string" ? Uint8Array.from(atob(data), (ch) => ch.charCodeAt(0)) : data.text;
+  const toWire = (data) => {
+    if (typeof data === "string") return { text: data };
+    let bin = "";
+    for (const b of data) bin += String.fromCharCode(b);
+    return btoa(bin);
+  };"""
+
+
+def page_function(params: str, body: str) -> str:
+    """An async function for page.evaluate with fromWire and toWire in scope."""
+    return f"async ({params}) => {{{JS_WIRE}\n{body}\n}}"
+
+
+def wire(data: bytes | str) -> str | dict:
+    """A message as fromWire takes it."""
+    return base64.b64encode(data).decode() if isinstance(data, bytes) else {"text": data}
+
+
+def unwire(data: str | dict) -> bytes | str:
+    """A message as toWire gives it."""
+    return base64.b64decode(data) if isinstance(data, str) else data["text"]
+
+
+#: A Session of the page's, fed messages one by one (each picture decoded with WebCodecs and held before the next
+#: message): per frame message, the decoded frame or why it was dropped; and how many pictures it held.
+JS_OUTCOMES = page_function("[records, identity, resolution]", """
   const { Session } = await import("/app/session.js");
-  const session = new Session({ identity, resolution }, { ready: false });
+  const { decodePicture } = await import("/app/picture-codec.js");
+  const renderer = { own: 0, addPicture: (id, data) => decodePicture(data, resolution) };
+  const session = new Session({ identity, resolution }, renderer);
   const counters = ["stale", "spoiled", "malformed", "refused"];
-  return records.map(([kind, data]) => {
-    if (kind === "C") { session.onControl(data); return null; }
+  const out = [];
+  for (const [kind, data] of records) {
+    const message = fromWire(data);
+    if (kind === "C") {
+      session.onControl(message);
+      await session.preparing;
+      out.push(null);
+      continue;
+    }
     const before = counters.map((c) => session.stats[c]);
-    const bytes = typeof data === "string" ? Uint8Array.from(atob(data), (ch) => ch.charCodeAt(0)) : data.text;
-    const f = session.checkFrame(bytes);
-    if (f) return [f.seq, String(f.captureNs), Array.from(f.keypoints), Array.from(f.strengths), f.size, f.refSeq];
-    return counters.find((c, i) => session.stats[c] !== before[i]);
-  });
-}"""
+    const f = session.checkFrame(message);
+    out.push(f ? [f.seq, String(f.captureNs), [...f.keypoints], [...f.strengths], f.size, f.refSeq, f.picture]
+               : counters.find((c, i) => session.stats[c] !== before[i]));
+  }
+  return [out, session.stats.picturesHeld];
+""")
 COUNTERS = ("stale", "spoiled", "malformed", "refused")
+
+
+def run_async(coroutine):
+    """asyncio.run in a thread of its own: Playwright's sync API keeps an event loop running in this one."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+class PictureHolder:
+    """The Python Session's renderer, as far as decoding needs one: no pictures of its own; it takes the
+    sender's (decoded first, so a bad one is refused)."""
+
+    def __init__(self) -> None:
+        self.own: list[np.ndarray] = []
+        self.pictures: dict[int, np.ndarray] = {}
+
+    def add_picture(self, picture: int, image: np.ndarray) -> None:
+        self.pictures[picture] = image
+
+    def remove_picture(self, picture: int) -> None:
+        self.pictures.pop(picture, None)
 
 
 @pytest.fixture(scope="module")
 def tps_graphs() -> tuple[Path, str]:
     """The shipped tps weights exported to ONNX (cached in the git-ignored cache/ by weights version):
     (models folder for the server, the export's folder name)."""
-    if "tps" not in available_models():
-        pytest.skip("the shipped model tps (shared_model/weights/tps.pt) is not present")
     model = load_model("tps")
     root = ROOT / "cache" / "test-onnx"
     folder = root / f"tps-{model.version}"
@@ -84,7 +136,7 @@ def tps_graphs() -> tuple[Path, str]:
         try:
             tmp.rename(folder)
         except OSError:  # another run exported it meanwhile
-            pass
+            shutil.rmtree(tmp)
     return root, folder.name
 
 
@@ -140,16 +192,25 @@ def test_range_decoder_decodes_every_symbol_as_constriction_encodes_it(page):
             enc.encode(symbols.astype(np.int32), constriction.stream.model.QuantizedLaplace(-bound, bound),
                        np.zeros(len(symbols)), np.full(len(symbols), scale))
             cases.append(("laplace", bound, float(scale), symbols.tolist(), enc.get_compressed().tolist()))
-    for size in (16, 17, 33, 257, 2 * 4096 + 1, 65536):
+    for size in (16, 17, 33, 256, 257, 2 * 4096 + 1, 65536):
         symbols = np.random.default_rng(size).integers(0, size, 500).astype(np.int32)
         enc = constriction.stream.queue.RangeEncoder()
         enc.encode(symbols, constriction.stream.model.Uniform(size))
         cases.append(("uniform", size, 0.0, symbols.tolist(), enc.get_compressed().tolist()))
+    rng = np.random.default_rng(3)
+    for probabilities in ([1 - PICTURE_CHANGE, PICTURE_CHANGE], [PICTURE_CHANGE, 1 - PICTURE_CHANGE],
+                          rng.uniform(0, 1, 5).tolist(), (rng.uniform(0, 1, 40) ** 4).tolist()):
+        symbols = np.concatenate([np.arange(len(probabilities)), rng.integers(0, len(probabilities), 300)])
+        enc = constriction.stream.queue.RangeEncoder()
+        enc.encode(symbols.astype(np.int32), constriction.stream.model.Categorical(np.array(probabilities),
+                                                                                     perfect=False))
+        cases.append(("categorical", probabilities, 0.0, symbols.tolist(), enc.get_compressed().tolist()))
     decoded = page.evaluate("""async (cases) => {
-      const { RangeDecoder, Uniform, QuantizedLaplace } = await import("/app/rangecoder.js");
+      const { Categorical, RangeDecoder, Uniform, QuantizedLaplace } = await import("/app/rangecoder.js");
       return cases.map(([kind, n, scale, symbols, words]) => {
         const dec = new RangeDecoder(Uint32Array.from(words));
-        const model = kind === "uniform" ? new Uniform(n) : new QuantizedLaplace(-n, n, 0, scale);
+        const model = kind === "uniform" ? new Uniform(n) : kind === "categorical" ? new Categorical(n)
+          : new QuantizedLaplace(-n, n, 0, scale);
         return symbols.map(() => dec.decode(model));
       });
     }""", cases)
@@ -158,37 +219,39 @@ def test_range_decoder_decodes_every_symbol_as_constriction_encodes_it(page):
     assert page.evaluate("async () => (await import('/app/keycoding.js')).SCALES") == SCALES.tolist()
 
 
-def python_outcomes(records: list[tuple[bytes, str | bytes]], identity: ModelIdentity, resolution: int) -> list:
+def python_outcomes(records: list[tuple[bytes, str | bytes]], identity: ModelIdentity, resolution: int) -> tuple:
     """The Python receiver's Session on the same messages, in the shape JS_OUTCOMES returns."""
-    session = Session(None, Expectation(identity, resolution), live=False)
-    out = []
-    for kind, data in records:
-        if kind == CONTROL:
-            session.on_control(data)
-            out.append(None)
-            continue
-        before = [getattr(session.stats, c) for c in COUNTERS]
-        frame = session.check_frame(data)
-        if frame is None:
-            out.append(next(c for c, b in zip(COUNTERS, before) if getattr(session.stats, c) != b))
-        else:
-            out.append([frame.seq, str(frame.capture_ns), frame.keypoints.ravel().tolist(),
-                        frame.strengths.tolist(), frame.size, frame.ref_seq])
-    return out
+    async def replay() -> tuple:
+        session = Session(PictureHolder(), Expectation(identity, resolution), live=False)
+        out = []
+        for kind, data in records:
+            if kind == CONTROL:
+                session.on_control(data)
+                await session.settle()
+                out.append(None)
+                continue
+            before = [getattr(session.stats, c) for c in COUNTERS]
+            frame = session.check_frame(data)
+            if frame is None:
+                out.append(next(c for c, b in zip(COUNTERS, before, strict=True) if getattr(session.stats, c) != b))
+            else:
+                out.append([frame.seq, str(frame.capture_ns), frame.keypoints.ravel().tolist(),
+                            frame.strengths.tolist(), frame.size, frame.ref_seq, frame.picture])
+        return out, session.stats.pictures_held
+
+    return run_async(replay())
 
 
-def js_outcomes(page, records, identity: ModelIdentity, resolution: int) -> list:
-    wire = [["C", d] if k == CONTROL else ["F", base64.b64encode(d).decode() if isinstance(d, bytes) else {"text": d}]
-            for k, d in records]
+def js_outcomes(page, records, identity: ModelIdentity, resolution: int) -> tuple:
     ident = {"modelId": identity.model_id, "modelVersion": identity.model_version,
              "numKeypoints": identity.num_keypoints}
-    return page.evaluate(JS_OUTCOMES, [wire, ident, resolution])
+    return tuple(page.evaluate(JS_OUTCOMES, [[[k.decode(), wire(d)] for k, d in records], ident, resolution]))
 
 
 @pytest.fixture(scope="module")
 def recorded_call(tmp_path_factory, tps_graphs) -> Path:
     """A call file of 1000 frames, written by the real sender (``--output``, onnxruntime: faster) from a
-    generated clip."""
+    generated clip; the sender puts its pictures in it (good frames of the first second, refreshes)."""
     folder = tmp_path_factory.mktemp("recorded")
     write_video(folder / "clip.mp4", talking_face(frames=1000, size=256, seed=5), 25.0)
     subprocess.run([sys.executable, "-m", "sender", "--source", str(folder / "clip.mp4"), "--output",
@@ -200,10 +263,14 @@ def recorded_call(tmp_path_factory, tps_graphs) -> Path:
 def test_a_recorded_call_decodes_bit_exactly(page, recorded_call):
     records = list(read_records(recorded_call))
     hello = decode_control(records[0][1])
-    identity = ModelIdentity(hello["model"], hello["model_version"], hello["keypoints"])
-    want = python_outcomes(records, identity, hello["resolution"])
-    assert sum(isinstance(o, list) for o in want) >= 1000
-    assert js_outcomes(page, records, identity, hello["resolution"]) == want
+    identity = ModelIdentity(hello.model, hello.model_version, hello.keypoints)
+    want = python_outcomes(records, identity, hello.resolution)
+    frames = [o for o in want[0] if isinstance(o, list)]
+    # every frame of the file decoded (those of the first second, before the first picture, are not sent)
+    assert len(frames) == sum(kind == FRAME for kind, _ in records) >= 900
+    assert want[1] > MAX_PICTURES  # refreshes beyond the bound: held pictures replaced
+    assert {f[-1] for f in frames} - {0}
+    assert js_outcomes(page, records, identity, hello.resolution) == want
 
 
 def damaged(data: bytes, rng: random.Random) -> bytes | str:
@@ -220,7 +287,7 @@ def damaged(data: bytes, rng: random.Random) -> bytes | str:
         return b"\x97" + data[1:]  # a wire v1 first byte
     if how == 4:
         return data.decode("latin-1")  # sent as text
-    return bytes([0x30 | data[0] & 0x0F]) + data[1:]  # another wire version
+    return bytes([0x20 | data[0] & 0x0F]) + data[1:]  # wire version 2
 
 
 @pytest.mark.parametrize("settings, first_seq", [(CodingSettings.from_px(0.25, 128, 1 / 64, 4), 0),
@@ -228,7 +295,8 @@ def damaged(data: bytes, rng: random.Random) -> bytes | str:
                          ids=["fine-G4", "coarse-G1-seq-wrap"])
 def test_loss_reordering_and_damage_are_handled_as_in_python(page, settings, first_seq):
     """Lost and overtaken messages (stale, spoiled), damaged ones (malformed, refused), frames before the
-    hello: the page drops exactly what the Python receiver drops and decodes the rest identically."""
+    hello, changes of picture: the page drops exactly what the Python receiver drops and decodes the rest
+    identically."""
     rng = random.Random(7)
     sent, _, _, _ = stream(settings, 300, lose=set(rng.sample(range(300), 60)), ack_delay=3, first_seq=first_seq,
                            shuffle=2)
@@ -236,83 +304,215 @@ def test_loss_reordering_and_damage_are_handled_as_in_python(page, settings, fir
     for i in range(0, len(arrivals) - 3, 3):
         arrivals[i:i + 3] = rng.sample(arrivals[i:i + 3], 3)
     arrivals = [damaged(d, rng) if rng.random() < 0.1 else d for d in arrivals]
-    hello = encode_control("hello", **hello_fields(ID, 128, FPS, None, settings, EPOCH))
-    records = [(b"F", arrivals[0]), (CONTROL, hello), *((b"F", d) for d in arrivals)]
+    hello = Hello(ID.model_id, ID.model_version, ID.num_keypoints, 128, FPS, None, settings, EPOCH, PICTURE_CODEC)
+    records = [(b"F", arrivals[0]), (CONTROL, hello.encode()), *((b"F", d) for d in arrivals)]
     want = python_outcomes(records, ID, 128)
-    assert {"stale", "spoiled", "malformed", "refused"} <= {o for o in want if isinstance(o, str)}
+    assert {"stale", "spoiled", "malformed", "refused"} <= {o for o in want[0] if isinstance(o, str)}
+    assert len({o[-1] for o in want[0] if isinstance(o, list)}) > 1  # frames name several pictures
     assert js_outcomes(page, records, ID, 128) == want
 
 
-def test_hello_checks_and_control_decoding_match_python(page):
-    """The same hellos accepted, the same refused, the same control messages malformed."""
-    hello = hello_fields(ID, 128, FPS, [1, 2, 3], CodingSettings(), EPOCH)
-    coding = hello["coding"]
-    variants = [{}, {"wire": 1}, {"wire": 2.0}, {"wire": True}, {"model": "iw"}, {"model_version": "x"},
-                {"keypoints": 10}, {"keypoints": 50.0}, {"resolution": 256}, {"fps": 0}, {"fps": 300}, {"fps": 30},
-                {"fps": "fast"}, {"fps": True}, {"epoch_ns": -1}, {"epoch_ns": 1.5}, {"epoch_ns": 2**70},
-                {"coding": None}, {"coding": {**coding, "kp_step": 0.9}}, {"coding": {**coding, "kp_step": 1}},
-                {"coding": {**coding, "st_step": "x"}}, {"coding": {**coding, "anchor_every": 0}},
-                {"coding": {**coding, "anchor_every": 4.0}}, {"coding": {**coding, "extra": 1}}]
-    texts = [encode_control("hello", **{**hello, **v}) for v in variants]
-    texts += ["not json", "[1]", json.dumps({"type": "shout"}), json.dumps({"type": "bye"}), "x" * 20000]
+def golden_controls() -> list[bytes]:
+    """One message of every control type (tests/data/wire_v3_control.json)."""
+    import json
+    return [bytes.fromhex(m["hex"]) for m in json.loads((ROOT / "tests/data/wire_v3_control.json").read_text())]
 
-    def python(text: str) -> str | None:
+
+def control_outcome(data: bytes | str) -> str:
+    """What the Python receiver makes of a control message: refused (another version), malformed, the hello
+    check's verdict, or the type and fields."""
+    try:
+        msg = decode_control(data)
+    except WireRefused:
+        return "refused"
+    except WireError:
+        return "malformed"
+    if isinstance(msg, Hello):
         try:
-            msg = decode_control(text)
-        except WireError:
-            return "malformed"
-        return check_hello(msg, ID, 128) if msg["type"] == "hello" else "ok"
+            msg.check(ID, 128, PICTURE_CODEC)
+        except WireRefused:
+            return "hello refused"
+        return "hello accepted"
+    return msg.TYPE
 
-    want = [python(t) for t in texts]
-    got = page.evaluate("""async ([texts, identity]) => {
-      const { decodeControl } = await import("/app/control.js");
-      const { checkHello } = await import("/app/wire.js");
-      return texts.map((text) => {
-        let msg;
-        try { msg = decodeControl(text); } catch { return "malformed"; }
-        return msg.type === "hello" ? checkHello(msg, identity, 128) : "ok";
-      });
-    }""", [texts, {"modelId": ID.model_id, "modelVersion": ID.model_version, "numKeypoints": ID.num_keypoints}])
-    assert [w is None for w in want] == [g is None for g in got]
-    assert [w in ("malformed", "ok") and w for w in want] == [g in ("malformed", "ok") and g for g in got]
-    assert sum(w is None for w in want) == 4  # as sent, 30 fps, 50.0 keypoints (== 50 in Python), epoch 2**70
+
+#: The page's decodeControl and checkHello on each message, in control_outcome's terms.
+JS_CONTROL = page_function("[messages, identity]", """
+  const { checkHello, decodeControl } = await import("/app/control.js");
+  const { WireRefused } = await import("/app/wire.js");
+  return messages.map((m) => {
+    let msg;
+    try {
+      msg = decodeControl(fromWire(m));
+    } catch (err) {
+      return err instanceof WireRefused ? "refused" : "malformed";
+    }
+    if (msg.type !== "hello") return msg.type;
+    return checkHello(msg, identity, 128, "av1") === null ? "hello accepted" : "hello refused";
+  });
+""")
+
+
+def mutated(data: bytes, rng: random.Random) -> bytes:
+    """A control message with a byte changed, inserted, removed, or cut short."""
+    i = rng.randrange(len(data))
+    how = rng.randrange(4)
+    if how == 0:
+        return data[:i] + bytes([rng.randrange(256)]) + data[i + 1:]
+    if how == 1:
+        return data[:i] + bytes([rng.randrange(256)]) + data[i:]
+    if how == 2:
+        return data[:i] + data[i + 1:]
+    return data[:i]
+
+
+def test_control_messages_are_checked_and_hellos_accepted_or_refused_as_in_python(page):
+    """The same messages checked, the same malformed or of another version, the same hellos refused: variants
+    of a hello, the golden message of every type, and 1500 mutated messages."""
+    fields = {"v": 3, "t": "hello", "model": ID.model_id, "model_version": ID.model_version, "keypoints": 50,
+              "resolution": 128, "fps": 25.0, "crop": [1, 2, 3], "coding": CodingSettings().as_dict(),
+              "epoch_ns": EPOCH, "picture_codec": "av1"}
+    coding = fields["coding"]
+    variants = [{}, {"v": 2}, {"v": 3.0}, {"v": True}, {"t": "shout"}, {"model": "iw"}, {"model_version": "x"},
+                {"keypoints": 10}, {"keypoints": 50.0}, {"resolution": 256}, {"fps": 0}, {"fps": 300}, {"fps": 30},
+                {"fps": "fast"}, {"fps": True}, {"fps": float("nan")}, {"epoch_ns": -1}, {"epoch_ns": 1.5},
+                {"epoch_ns": 2**64 - 1}, {"crop": None}, {"crop": [1, 2, 0]}, {"crop": [1, 2]}, {"coding": None},
+                {"coding": {**coding, "kp_step": 0.9}}, {"coding": {**coding, "kp_step": 1}},
+                {"coding": {**coding, "st_step": "x"}}, {"coding": {**coding, "anchor_every": 0}},
+                {"coding": {**coding, "anchor_every": 4.0}}, {"coding": {**coding, "extra": 1}},
+                {"picture_codec": "avif"}, {"picture_codec": "a" * 17}, {"extra": 1}, {"model": "é" * 64},
+                {"model": "é" * 65}]
+    messages = [msgpack.packb({**fields, **v}) for v in variants]
+    messages += [msgpack.packb({k: v for k, v in fields.items() if k != "crop"}), msgpack.packb([1]),
+                 msgpack.packb({**fields, "model": b"tps"}), msgpack.packb({**fields, 5: 1}),
+                 msgpack.packb(fields, use_single_float=True), b"\xc1", b"", b"\x81" * 5000]
+    messages += [msgpack.packb({**fields, "model": "tps"})[:-1] + b"\xff"]  # invalid UTF-8
+    rng = random.Random(5)
+    golden = golden_controls()
+    messages += golden + [mutated(rng.choice(golden), rng) for _ in range(1500)]
+    messages += ['{"type": "hello"}']  # wire v2's JSON, sent as text
+    want = [control_outcome(m) for m in messages]
+    ident = {"modelId": ID.model_id, "modelVersion": ID.model_version, "numKeypoints": ID.num_keypoints}
+    got = page.evaluate(JS_CONTROL, [[wire(m) for m in messages], ident])
+    assert [(m, w) for m, w, g in zip(messages, want, got, strict=True) if w != g] == []
+    assert want[:4] == ["hello accepted", "refused", "refused", "refused"]
+    assert {"hello accepted", "hello refused", "malformed", "refused", *TYPES} - {"hello"} <= set(want)
+
+
+def test_the_page_encodes_its_control_messages_as_python_does(page):
+    """accept, refuse, bye, picture-ack and picture-refused: the same bytes as the golden messages (and as Python's
+    bye when the page hangs up)."""
+    golden = {control_outcome(m): m for m in golden_controls()}
+    wanted = {t: decode_control(golden[t]) for t in ("accept", "refuse", "bye", "picture-ack", "picture-refused")}
+    fields = {t: {k: list(v) if isinstance(v, tuple) else v for k, v in vars(m).items()} for t, m in wanted.items()}
+    got = page.evaluate(page_function("messages", """
+      const { encodeControl } = await import("/app/control.js");
+      return Object.entries(messages).map(([type, fields]) => [type, toWire(encodeControl(type, fields))]);
+    """), fields)
+    assert {t: unwire(b) for t, b in got} == {t: golden[t] for t in wanted}
+    assert Bye("receiver hung up", None).encode() == unwire(page.evaluate(page_function("", """
+      const { encodeControl } = await import("/app/control.js");
+      return toWire(encodeControl("bye", { last_seq: null, reason: "receiver hung up" })); // fields in any order
+    """)))
+
+
+def dav1d_planes(data: bytes) -> bytes:
+    """The picture's planes as the Python receiver's decoder (PyAV's dav1d) gives them, packed as I420."""
+    decoder = av.CodecContext.create("libdav1d", "r")
+    (frame,) = [*decoder.decode(av.Packet(data)), *decoder.decode(None)]
+    return frame.to_ndarray(format="yuv420p").tobytes()
+
+
+def test_the_page_decodes_av1_pictures_as_python_does(page):
+    """The sender's pictures (AV1, WebCodecs in the page): the same planes as PyAV's dav1d and the same RGB as
+    PyAV's swscale, bit for bit (faces at three qualities, noise and saturated colours, which clip); what Python
+    refuses (another size, garbage, a picture cut short) refused."""
+    faces = [crop_image(frame, 256) for frame in talking_face(frames=60, size=256, seed=2)[::20]]
+    pictures = {f"face {i} crf {crf}": encode_picture(face, crf)
+                for i, face in enumerate(faces) for crf in (20, 50, 63)}
+    colours = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [0, 255, 255], [255, 0, 255]], np.uint8)
+    pictures["colours"] = encode_picture(np.repeat(colours[np.arange(256) // 43, None], 256, 1), 0)
+    pictures["noise"] = encode_picture(np.random.default_rng(0).integers(0, 256, (256, 256, 3), np.uint8), 10)
+    bad = {"small": encode_picture(cv2.resize(faces[0], (128, 128))), "cut": pictures["face 0 crf 50"][:400],
+           "garbage": bytes(random.Random(1).randrange(256) for _ in range(900))}
+    got = page.evaluate(page_function("pictures", """
+      const { decodePicture, decodePlanes } = await import("/app/picture-codec.js");
+      const out = {};
+      for (const [name, data] of Object.entries(pictures)) {
+        try {
+          const planes = await decodePlanes(fromWire(data), 256);
+          const rgba = (await decodePicture(fromWire(data), 256)).data;
+          out[name] = [toWire(planes), toWire(rgba.filter((_, i) => i % 4 !== 3))];
+        } catch (err) {
+          out[name] = err.constructor.name;
+        }
+      }
+      return out;
+    """), {k: wire(v) for k, v in {**pictures, **bad}.items()})
+    for name, data in bad.items():
+        with pytest.raises(PictureError):
+            decode_picture(data, 256)
+        assert got[name] == "PictureError", name
+    for name, data in pictures.items():
+        planes, rgb = (unwire(b) for b in got[name])
+        assert planes == dav1d_planes(data), name
+        assert rgb == decode_picture(data, 256).tobytes(), name
 
 
 #: The newest drawn frame's seq and the canvas pixels (RGB, base64), read in one go.
-SNAPSHOT = """() => {
+SNAPSHOT = page_function("", """
   const seq = window.kpc.session?.lastRenderedSeq ?? null;
   if (seq === null) return null;
   const canvas = document.getElementById("face");
   const rgba = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
-  let bin = "";
-  for (let i = 0; i < rgba.length; i += 4) bin += String.fromCharCode(rgba[i], rgba[i + 1], rgba[i + 2]);
-  return [seq, canvas.width, btoa(bin)];
-}"""
-#: Every message the page received, as [kind, text or base64].
-RECORDED = """() => window.kpc.session.recorded.map(([kind, data]) =>
-  [kind, typeof data === "string" ? data : btoa(String.fromCharCode(...data))])"""
+  return [seq, canvas.width, toWire(rgba.filter((_, i) => i % 4 !== 3))];
+""")
+#: Every message the page received, as [kind, base64 or {text}].
+RECORDED = page_function("", """
+  return window.kpc.session.recorded.map(([kind, data]) => [kind, toWire(data)]);
+""")
+
+
+def python_renderings(records, snapshots: dict, folder: Path) -> tuple[dict, dict, Session]:
+    """The Python receiver's Session on the messages the page received, pictures included, and onnxruntime's
+    rendering of each snapshot's frame from the picture it names, with the pictures held at that frame."""
+    model = load_model("tps")
+    renderer = OnnxRenderer(OnnxModel(folder, model, "cpu", threads=1), [])
+    session = Session(renderer, Expectation(ModelIdentity.of(model), 256), live=False)
+    decoded, rendered = {}, {}
+
+    async def replay() -> None:
+        for kind, data in records:
+            if kind == CONTROL:
+                session.on_control(data)
+                await session.settle()
+            elif (frame := session.check_frame(data)) is not None:
+                decoded[frame.seq] = frame
+                if frame.seq in snapshots:
+                    rendered[frame.seq], _ = renderer.render(frame.keypoints, frame.strengths, frame.picture)
+
+    run_async(replay())
+    return decoded, rendered, session
 
 
 def test_the_page_receives_a_call_from_the_python_sender_and_draws_what_python_draws(browser, server, tps_graphs,
-                                                                                     tmp_path):
-    frames = talking_face(frames=150, size=256, seed=3)
-    write_video(tmp_path / "clip.mp4", frames, 25.0)
-    reference = crop_image(frames[0], 256)
-    cv2.imwrite(str(tmp_path / "ref.png"), cv2.cvtColor(reference, cv2.COLOR_RGB2BGR))
+                                                                                     tmp_path, record_property):
+    """The sender sends its own pictures (good frames of its first second) over the call; the page decodes
+    them (AV1, WebCodecs), acknowledges them and draws every frame from the picture it names."""
+    write_video(tmp_path / "clip.mp4", talking_face(frames=150, size=256, seed=3), 25.0)
     page = browser.new_page()
-    errors = []
+    errors, console = [], []
     page.on("pageerror", lambda err: errors.append(err))
+    page.on("console", lambda message: console.append(message.text))
     page.goto(f"http://127.0.0.1:{server}/room/web-test?record=1&model={tps_graphs[1]}")
     page.wait_for_function("['waiting', 'failed'].includes(document.body.dataset.state)", timeout=60_000)
     assert page.inner_text("#status") == "in room web-test: waiting for the sender"
-    page.set_input_files("#pictures", str(tmp_path / "ref.png"))
-    page.wait_for_function("document.body.dataset.refs === '1'", timeout=60_000)
     sender = subprocess.Popen([sys.executable, "-m", "sender", "--source", str(tmp_path / "clip.mp4"),
                                "--signaling", f"ws://127.0.0.1:{server}", "--room", "web-test", "--fps", "10",
                                "--threads", "1", "--backend", "onnx", "--onnx-dir", str(tps_graphs[0] / tps_graphs[1])],
                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     snapshots = {}
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 120
     while page.evaluate("document.body.dataset.state") not in ("ended", "failed") and time.monotonic() < deadline:
         if page.evaluate("window.kpc.session?.lastRenderedSeq ?? null") not in (None, *snapshots):
             snap = page.evaluate(SNAPSHOT)
@@ -322,27 +522,19 @@ def test_the_page_receives_a_call_from_the_python_sender_and_draws_what_python_d
     status, report = page.inner_text("#status"), page.evaluate("window.kpc.session.stats.report()")
     assert (status, sender.returncode) == ("call ended: bye", 0), (status, sender_log)
     assert "no bye from the receiver" not in sender_log, sender_log
+    assert report["frames_rendered"] >= 3, f"{report} {console}"
     snap = page.evaluate(SNAPSHOT)
     snapshots[snap[0]] = snap
-    records = [(CONTROL if k == "C" else b"F", d if k == "C" else base64.b64decode(d))
-               for k, d in page.evaluate(RECORDED)]
+    records = [(CONTROL if k == "C" else b"F", unwire(d)) for k, d in page.evaluate(RECORDED)]
     page.close()
     assert not errors, errors
 
-    # The Python receiver's decoding and rendering of the messages the page received.
-    session = Session(None, Expectation(ModelIdentity.of(load_model("tps")), 256), live=False)
-    decoded = {}
-    for kind, data in records:
-        if kind == CONTROL:
-            session.on_control(data)
-        elif (frame := session.check_frame(data)) is not None:
-            decoded[frame.seq] = frame
+    decoded, rendered, session = python_renderings(records, snapshots, tps_graphs[0] / tps_graphs[1])
     assert session.bye.is_set() and len(decoded) == report["frames_received"] >= 30
-    assert report["frames_rendered"] >= 3 and report["sender_last_seq"] == max(decoded)
-    folder = tps_graphs[0] / tps_graphs[1]
-    renderer = OnnxRenderer(OnnxModel(folder, load_model("tps"), "cpu", threads=1), [reference])
-    for seq, width, pixels in snapshots.values():
-        canvas = np.frombuffer(base64.b64decode(pixels), np.uint8).reshape(width, width, 3)
-        want, _ = renderer.render(decoded[seq].keypoints, decoded[seq].strengths)
-        assert cv2.PSNR(canvas, want) >= 35, seq
-    assert len(snapshots) >= 2
+    assert report["pictures"]["held"] == session.stats.pictures_held >= 1 and report["pictures"]["refused"] == 0
+    assert report["sender_last_seq"] == max(decoded)
+    assert all(decoded[seq].picture for seq in snapshots)  # drawn from the sender's pictures
+    psnr = {seq: cv2.PSNR(np.frombuffer(unwire(pixels), np.uint8).reshape(width, width, 3), rendered[seq])
+            for seq, width, pixels in snapshots.values()}
+    record_property("canvas_psnr_db", psnr)
+    assert len(psnr) >= 2 and min(psnr.values()) >= 35, psnr

@@ -41,7 +41,8 @@ export async function receiveCall(session, sig, iceServers, { hangUp, idleTimeou
   const { pc, keypoints, control } = createPeer(iceServers);
   try {
     keypoints.onmessage = (event) => send(keypoints, session.onFrame(wireData(event.data)));
-    control.onmessage = (event) => send(control, session.onControl(event.data));
+    control.onmessage = (event) => send(control, session.onControl(wireData(event.data)));
+    session.sendControl = (data) => send(control, data);
     sig.send("answer", { sdp: await answer(pc, offer.sdp) });
     if ((await Promise.race([connected(pc, SETUP_TIMEOUT_MS), hangUp])) === "hung up") return "hung up";
     session.lastMessageMs = performance.now();
@@ -55,7 +56,7 @@ export async function receiveCall(session, sig, iceServers, { hangUp, idleTimeou
       hangUp,
     ]);
     if (reason === "hung up") {
-      send(control, encodeControl("bye", { reason: "receiver hung up" }));
+      send(control, encodeControl("bye", { reason: "receiver hung up", last_seq: null }));
     }
     if (reason === "bye" || reason === "hung up") {
       await closedOrAfter(control, BYE_GRACE_MS); // the sender reads the bye, then closes

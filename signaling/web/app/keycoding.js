@@ -1,7 +1,7 @@
 // Decoding side of the keypoint coding (shared_model/wire/keycoding.py): the coded fields of one frame.
 // Integers on the grids are decoded exactly as the Python receiver decodes them; see docs/wire-format.md.
 
-import { InvalidData, QuantizedLaplace, RangeDecoder, Uniform } from "./rangecoder.js";
+import { Categorical, InvalidData, QuantizedLaplace, RangeDecoder, Uniform } from "./rangecoder.js";
 
 /** Laplace scales a block can choose from: numpy.geomspace(0.1, 1000.0, 16), as float64 literals. */
 export const SCALES = [
@@ -13,6 +13,11 @@ export const SHIFT_SCALE = 1.5;
 export const TIME_SCALE = 3.0;
 export const TIME_RANGE = 2 ** 15 - 1;
 export const TIME_WRAP = 2 ** 16;
+/** Picture ids a frame can name (0: none of the sender's pictures). */
+export const PICTURE_IDS = 256;
+/** How often a predicted frame names another picture than the frame it refers to. */
+export const PICTURE_CHANGE = 1 / 128;
+const changed = new Categorical([1 - PICTURE_CHANGE, PICTURE_CHANGE]);
 
 /** Coded data that does not decode to a valid frame. */
 export class CodingError extends Error {}
@@ -23,7 +28,7 @@ export function roundHalfEven(x) {
   return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-/** Grid steps and anchor interval, as agreed in the hello (keycoding.CodingSettings). */
+/** Grid steps and anchor interval, as agreed in the hello (keycoding.CodingSettings; checked in control.js). */
 export class CodingSettings {
   constructor(kpStep, stStep, anchorEvery) {
     this.kpStep = kpStep;
@@ -32,30 +37,14 @@ export class CodingSettings {
     this.kpMax = roundHalfEven(1 / kpStep);
     this.stMax = roundHalfEven(1 / stStep);
   }
-
-  /** Settings from a hello's `coding` (integers as BigInt); throws CodingError with Python's reason. */
-  static fromDict(fields) {
-    const keys = fields !== null && typeof fields === "object" && !Array.isArray(fields) ? Object.keys(fields) : [];
-    if (keys.length !== 3 || !["kp_step", "st_step", "anchor_every"].every((k) => keys.includes(k))) {
-      throw new CodingError(`coding settings must hold kp_step, st_step and anchor_every, got ${describe(fields)}`);
-    }
-    const [kp, st] = [fields.kp_step, fields.st_step].map((v) => (typeof v === "bigint" ? Number(v) : v));
-    for (const [name, value, lo, hi] of [["kp_step", kp, 1 / 4096, 1 / 4], ["st_step", st, 1 / 1024, 1 / 2]]) {
-      if (!(typeof value === "number" && lo <= value && value <= hi)) {
-        throw new CodingError(`${name} must be a number in [${lo}, ${hi}], got ${describe(value)}`);
-      }
-    }
-    const anchor = fields.anchor_every;
-    if (!(typeof anchor === "bigint" && anchor >= 1n && anchor <= 64n)) {
-      throw new CodingError(`anchor_every must be an integer in [1, 64], got ${describe(anchor)}`);
-    }
-    return new CodingSettings(kp, st, Number(anchor));
-  }
 }
 
-/** A value from a control message, for error messages (BigInt integers included). */
-export function describe(value) {
-  return JSON.stringify(value, (_, v) => (typeof v === "bigint" ? Number(v) : v)) ?? String(value);
+/** The picture a frame names: coded on its own in an intra frame, else as "the same as its reference's". */
+function decodePictureId(dec, ref) {
+  if (ref !== null && dec.decode(changed) === 0) {
+    return ref.picture;
+  }
+  return dec.decode(uniform(PICTURE_IDS));
 }
 
 const uniformModels = new Map();
@@ -86,9 +75,9 @@ function decodeBlock(dec, lo, hi, rows, cols, pred) {
 }
 
 /**
- * `{time, kp, st}` of `count` keypoints from a frame's coded bytes (Uint8Array); `ref` is the reference
- * frame's `{kp, st}` (Int32Array on the grids) or null for an intra frame. CodingError when the bytes cannot
- * be such a frame.
+ * `{time, kp, st, picture}` of `count` keypoints from a frame's coded bytes (Uint8Array); `ref` is the
+ * reference frame's `{kp, st, picture}` (Int32Array on the grids) or null for an intra frame. CodingError when
+ * the bytes cannot be such a frame.
  */
 export function decodePayload(data, count, ref, settings) {
   const padded = new Uint8Array(Math.ceil(data.length / 4) * 4).fill(0xff);
@@ -102,10 +91,11 @@ export function decodePayload(data, count, ref, settings) {
     const dec = new RangeDecoder(words);
     const time =
       ref === null ? dec.decode(uniform(TIME_WRAP)) : dec.decode(new QuantizedLaplace(-TIME_RANGE, TIME_RANGE, 0, TIME_SCALE));
+    const picture = decodePictureId(dec, ref);
     const { kpMax, stMax } = settings;
     const kp = decodeBlock(dec, -kpMax, kpMax, count, 2, ref === null ? null : ref.kp);
     const st = decodeBlock(dec, 0, stMax, count, 1, ref === null ? null : ref.st);
-    return { time, kp, st };
+    return { time, kp, st, picture };
   } catch (err) {
     if (err instanceof InvalidData) {
       throw new CodingError(`undecodable payload: ${err.message}`);

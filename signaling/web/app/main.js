@@ -1,7 +1,8 @@
-// The page: loads the model the server offers, takes reference pictures, joins a room as the receiver and
-// shows the rebuilt face with frame rate, kbps and latency. URL: /room/NAME joins NAME at once; the query
-// takes ?model=NAME, ?ep=wasm|webgpu, ?stun=… ?turn=… ?turn-user=… ?turn-password=…, ?record=1 (keep the
-// messages in window.kpc.session.recorded). window.kpc exposes the page's state to tests.
+// The page: loads the model the server offers, joins a room as the receiver and shows the face rebuilt from
+// the pictures the sender sends, with frame rate, kbps and latency; pictures dropped on the page serve frames
+// that name none of the sender's. URL: /room/NAME joins NAME at once; the query takes ?model=NAME,
+// ?ep=wasm|webgpu, ?stun=… ?turn=… ?turn-user=… ?turn-password=…, ?record=1 (keep the messages in
+// window.kpc.session.recorded). window.kpc exposes the page's state to tests.
 
 import { receiveCall } from "./call.js";
 import { iceServers, transportBytes } from "./peer.js";
@@ -44,31 +45,35 @@ async function takePictures(files) {
   if (!images.length || !kpc.renderer) return;
   const size = kpc.renderer.entry.resolution;
   await kpc.renderer.setReferences(await Promise.all(images.map((f) => pictureImage(f, size))));
-  $("refs").textContent = `${images.length} reference picture${images.length > 1 ? "s" : ""}`;
+  $("refs").textContent = `${images.length} picture${images.length > 1 ? "s" : ""} of your own`;
   document.body.dataset.refs = String(images.length);
-  kpc.session?.poke();
 }
 
-function showStats(session, pc) {
+function showStats(session, pc, room) {
   let last = null;
   return setInterval(async () => {
-    const r = session.stats.recent();
+    const s = session.stats;
+    if (document.body.dataset.state === "in-call") {
+      $("status").textContent = `in a call in room ${room}${s.rendered ? "" : ": waiting for the caller's picture"}`;
+    }
+    const r = s.recent();
     const bytes = await transportBytes(pc);
     const now = performance.now();
     const wire = last ? (8 * (bytes.received - last.bytes.received)) / (now - last.now) : null;
     last = { bytes, now };
     const ms = (v) => (v === null ? "–" : `${v.toFixed(0)} ms`);
-    const s = session.stats;
     $("stats").textContent =
       `${r.fps.toFixed(1)} fps · ${r.payloadKbps.toFixed(1)} kbps payload, ${wire === null ? "–" : wire.toFixed(1)} kbps wire · ` +
       `latency ${ms(r.latencyMs)} (render ${ms(r.renderMs)}) · frames ${s.received} received, ${s.rendered} drawn, ` +
-      `${s.spoiled + s.stale} dropped`;
+      `${s.spoiled + s.stale} dropped, ${s.withoutPicture} without a picture · ` +
+      `pictures ${s.picturesHeld} held, ${s.picturesRefused} refused`;
   }, 500);
 }
 
 async function join(room) {
   $("join-button").disabled = true;
   $("hangup").disabled = false;
+  kpc.renderer.forgetPictures();
   const session = (kpc.session = new Session(
     { identity: kpc.renderer.identity, resolution: kpc.renderer.entry.resolution },
     kpc.renderer,
@@ -83,8 +88,8 @@ async function join(room) {
     const reason = await receiveCall(session, sig, iceServers(params), {
       hangUp: new Promise((resolve) => (hangUp = () => resolve("hung up"))),
       onConnected: (pc) => {
-        setState("in-call", `in a call in room ${room}`);
-        ticker = showStats(session, pc);
+        setState("in-call", `in a call in room ${room}: waiting for the caller's picture`);
+        ticker = showStats(session, pc, room);
       },
     });
     setState("ended", `call ended: ${reason}${session.refusal ? ` (refused: ${session.refusal})` : ""}`);
@@ -120,7 +125,7 @@ const room = wireUp();
 setState("loading", "loading the model…");
 try {
   await loadModel();
-  setState("ready", "ready: drop pictures of the caller, then join a room");
+  setState("ready", "ready: join a room (the sender sends pictures of the caller; you may drop some too)");
   if (room) {
     join(room);
   }

@@ -1,8 +1,10 @@
-// The range decoder and the two entropy models of constriction 0.5 that the keypoint coding uses, so the
+// The range decoder and the three entropy models of constriction 0.5 that the keypoint coding uses, so the
 // page decodes exactly what the Python sender encoded (shared_model/wire/keycoding.py).
 //
 // constriction's defaults: 32-bit words, a 64-bit state, model probabilities of 24 bits.
 // Uniform: every symbol gets floor(2^24 / size), the last one the rest.
+// Categorical (perfect=False): constriction's fast quantization of float probabilities p_i, left cumulative of
+// symbol i = trunc(P_i * (2^24 - n) / sum(p)) + i, P_i the float64 sum of the p before it.
 // QuantizedLaplace: constriction's "leaky" quantizer, which gives every symbol in [min, max] a probability
 // of at least 2^-24. The left cumulative of symbol s is trunc(w * F(s - 0.5)) + (s - min), w = (2^24 - 1) -
 // (max - min), F the Laplace CDF evaluated in float64 with the exp of Rust's libm crate (FreeBSD msun's
@@ -73,6 +75,27 @@ export class Uniform {
     }
     const left = this.last * this.perBin;
     return [this.last, left, TOTAL - left];
+  }
+}
+
+/** constriction's `stream.model.Categorical(probabilities, perfect=False)`: symbols 0 .. n-1. */
+export class Categorical {
+  constructor(probabilities) {
+    const n = probabilities.length;
+    const scale = (TOTAL - n) / probabilities.reduce((a, b) => a + b, 0);
+    let cumulative = 0;
+    this.lefts = probabilities.map((p, i) => {
+      const left = Math.trunc(cumulative * scale) + i;
+      cumulative += p;
+      return left;
+    });
+  }
+
+  quantile(q) {
+    let symbol = this.lefts.length - 1;
+    while (this.lefts[symbol] > q) symbol -= 1;
+    const right = symbol + 1 < this.lefts.length ? this.lefts[symbol + 1] : TOTAL;
+    return [symbol, this.lefts[symbol], right - this.lefts[symbol]];
   }
 }
 

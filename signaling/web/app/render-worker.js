@@ -2,9 +2,12 @@
 // frame takes a few hundred milliseconds on a small CPU, and WebRTC messages must keep flowing meanwhile).
 // Runs the graphs `python -m shared_model.export` writes (shared_model/runtime/onnx_backend.py
 // OnnxRenderer) with onnxruntime-web, on WebGPU where the browser has it and on WebAssembly otherwise.
-// Requests (postMessage): {id, op: "load" | "references" | "render", ...}; replies {id, result} or {id, error}.
+// Requests (postMessage): {id, op: "load" | "references" | "picture" | "forget" | "render", args}, one at a time
+// and in order (a picture is prepared between two renders, as the Python receiver's render thread does);
+// replies {id, result} or {id, error}.
 
 import * as ort from "../vendor/onnxruntime-web/ort.webgpu.bundle.min.mjs";
+import { decodePicture } from "./picture-codec.js";
 
 // The bundle holds its JavaScript glue; only the .wasm file is fetched, from the vendor folder.
 ort.env.wasm.wasmPaths = { wasm: new URL("../vendor/onnxruntime-web/ort-wasm-simd-threaded.asyncify.wasm", import.meta.url).href };
@@ -14,8 +17,10 @@ const PARTS = ["detector", "encoder", "generator"];
 const PICK_MARGIN = 0.15;
 
 let sessions = null;
-let references = [];
+let references = []; // the page's own pictures
+const pictures = new Map(); // the sender's, by id
 let current = null;
+let warm = false;
 
 /** "webgpu" when there is a WebGPU adapter, else "wasm"; `wanted` overrides. */
 async function pickProvider(wanted) {
@@ -57,19 +62,35 @@ function imageTensor({ width, height, data }) {
   return new ort.Tensor("float32", out, [1, 3, height, width]);
 }
 
-/** Keypoints and encoder features of each reference picture, computed once; then one frame is drawn from
-the first reference's own keypoints, so the generator's first run (the slowest) is not a call's first frame. */
+/** A picture's keypoints and encoder features, computed once. The first picture ever prepared is also drawn
+from its own keypoints, so that the generator's first run (the slowest) is not a call's first frame. */
+async function prepare(image) {
+  const source = imageTensor(image);
+  const { keypoints, strengths } = await sessions.detector.run({ image: source });
+  const ref = { source, keypoints, strengths, features: await sessions.encoder.run({ image: source }) };
+  if (!warm) {
+    await generate(ref, keypoints.data, strengths.data);
+    warm = true;
+  }
+  return ref;
+}
+
+/** The page's own pictures. */
 async function setReferences({ images }) {
   const refs = [];
   for (const image of images) {
-    const source = imageTensor(image);
-    const { keypoints, strengths } = await sessions.detector.run({ image: source });
-    refs.push({ source, keypoints, strengths, features: await sessions.encoder.run({ image: source }) });
+    refs.push(await prepare(image));
   }
   references = refs;
-  await render({ keypoints: refs[0].keypoints.data, strengths: refs[0].strengths.data });
   current = null;
   return refs.length;
+}
+
+/** One of the sender's pictures (AV1 bytes), decoded and prepared; it takes the place of `replaces`. */
+async function addPicture({ id, data, replaces, resolution }) {
+  const prepared = await prepare(await decodePicture(data, resolution));
+  pictures.delete(replaces);
+  pictures.set(id, prepared);
 }
 
 /** Strength-weighted mean distance between a reference's keypoints and a frame's (keypoint_distance). */
@@ -96,10 +117,20 @@ function pick(kp, st) {
   return current;
 }
 
-/** The frame rebuilt from its keypoints: RGBA pixels as onnx_backend.image_output rounds them. */
-async function render({ keypoints, strengths }) {
-  const index = pick(keypoints, strengths);
-  const ref = references[index];
+/** The sender's pictures are gone (a new call starts). */
+function forgetPictures() {
+  pictures.clear();
+}
+
+/** The frame rebuilt from the picture it names (0: the nearest own one), or null when that is not held. */
+function render({ keypoints, strengths, picture }) {
+  if (!picture && !references.length) return null;
+  const ref = picture ? pictures.get(picture) : references[pick(keypoints, strengths)];
+  return ref ? generate(ref, keypoints, strengths) : null;
+}
+
+/** The generator's output from `ref`: RGBA pixels as onnx_backend.image_output rounds them. */
+async function generate(ref, keypoints, strengths) {
   const p = strengths.length;
   const { prediction } = await sessions.generator.run({
     source: ref.source,
@@ -119,16 +150,20 @@ async function render({ keypoints, strengths }) {
     }
     pixels[4 * i + 3] = 255;
   }
-  return { pixels, width, height, reference: index };
+  return { pixels, width, height };
 }
 
-const OPS = { load, references: setReferences, render };
+const OPS = { load, references: setReferences, picture: addPicture, forget: forgetPictures, render };
 
-self.onmessage = async ({ data: { id, op, ...args } }) => {
-  try {
-    const result = await OPS[op](args);
-    self.postMessage({ id, result }, result?.pixels ? [result.pixels.buffer] : []);
-  } catch (err) {
-    self.postMessage({ id, error: err?.message ?? String(err) });
-  }
+let queue = Promise.resolve();
+
+self.onmessage = ({ data: { id, op, args } }) => {
+  queue = queue.then(async () => {
+    try {
+      const result = await OPS[op](args);
+      self.postMessage({ id, result }, result?.pixels ? [result.pixels.buffer] : []);
+    } catch (err) {
+      self.postMessage({ id, error: err?.message ?? String(err) });
+    }
+  });
 };

@@ -1,6 +1,7 @@
-// Rebuilding the face in the browser, main-thread side: the model the server offers, reference pictures, and
-// the canvas. Inference runs in render-worker.js; this class forwards requests to it and draws its frames
-// onto the canvas at the model's output resolution.
+// Rebuilding the face in the browser, main-thread side: the model the server offers, reference pictures (the
+// sender's, sent over the call, and the page's own, dropped on it), and the canvas. Inference runs in
+// render-worker.js; this class forwards requests to it and draws its frames onto the canvas at the model's
+// output resolution.
 
 /** The exported models the server offers: [{name, model, model_version, resolution, num_keypoints}]. */
 export async function modelIndex() {
@@ -29,7 +30,7 @@ export class Renderer {
     this.canvas = canvas;
     this.calls = new Map();
     this.nextId = 0;
-    this.references = 0;
+    this.own = 0; // pictures of its own (frames naming picture 0 are rebuilt from the nearest)
     this.provider = null;
     worker.onmessage = ({ data: { id, result, error } }) => {
       const { resolve, reject } = this.calls.get(id);
@@ -56,7 +57,7 @@ export class Renderer {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.calls.set(id, { resolve, reject });
-      this.worker.postMessage({ id, op, ...args });
+      this.worker.postMessage({ id, op, args });
     });
   }
 
@@ -64,18 +65,28 @@ export class Renderer {
     return { modelId: this.entry.model, modelVersion: this.entry.model_version, numKeypoints: this.entry.num_keypoints };
   }
 
-  get ready() {
-    return this.references > 0;
-  }
-
-  /** Replace the references with `images` (ImageData at the model's resolution). */
+  /** Replace the own pictures with `images` (ImageData at the model's resolution). */
   async setReferences(images) {
-    this.references = await this.call("references", { images });
+    this.own = await this.call("references", { images });
   }
 
-  /** Rebuild `frame` ({keypoints, strengths}) and draw it on the canvas. */
-  async render(frame) {
-    const { pixels, width, height } = await this.call("render", { keypoints: frame.keypoints, strengths: frame.strengths });
-    this.canvas.getContext("2d").putImageData(new ImageData(pixels, width, height), 0, 0);
+  /** Decode (AV1) and prepare the sender's picture `id`, dropping `replaces` (or null) once it is in; rejects
+   * when the bytes are not one picture at the model's resolution. */
+  addPicture(id, data, replaces) {
+    return this.call("picture", { id, data, replaces, resolution: this.entry.resolution });
+  }
+
+  /** Forget the sender's pictures (those of an earlier call). */
+  forgetPictures() {
+    return this.call("forget");
+  }
+
+  /** Rebuild `frame` ({keypoints, strengths, picture}) and draw it on the canvas; false (nothing drawn) when
+   * the picture it names is not held (0: when there is no picture of its own). */
+  async render({ keypoints, strengths, picture }) {
+    const drawn = await this.call("render", { keypoints, strengths, picture });
+    if (drawn === null) return false;
+    this.canvas.getContext("2d").putImageData(new ImageData(drawn.pixels, drawn.width, drawn.height), 0, 0);
+    return true;
   }
 }

@@ -21,7 +21,10 @@ function median(values) {
 export class CallStats {
   constructor() {
     Object.assign(this, { received: 0, rendered: 0, malformed: 0, refused: 0, stale: 0, spoiled: 0, skipped: 0 });
-    this.payloadBytes = 0;
+    this.withoutPicture = 0; // decoded, but naming a picture this end does not hold: not shown
+    Object.assign(this, { picturesHeld: 0, picturesRefused: 0 });
+    this.payloadBytes = 0; // frame messages and picture messages
+    this.pictureBytes = 0;
     this.lastSeq = null;
     this.senderLastSeq = null; // from the sender's bye
     this.sender = null; // the sender's last stats message
@@ -31,6 +34,13 @@ export class CallStats {
     this.renderMs = []; // every render's duration (ms)
     this.firstRenderMs = null;
     this.lastRenderMs = null;
+  }
+
+  /** A picture message arrived (counted whether or not the picture is then used). */
+  pictureReceived(size) {
+    this.payloadBytes += size;
+    this.pictureBytes += size;
+    this.arrivals.push([nowMs(), size]);
   }
 
   frameReceived(seq, size) {
@@ -80,6 +90,7 @@ export class CallStats {
       frames_stale: this.stale,
       frames_spoiled: this.spoiled,
       frames_skipped: this.skipped,
+      frames_without_picture: this.withoutPicture,
       malformed: this.malformed,
       refused: this.refused,
       payload_bytes: this.payloadBytes,
@@ -87,6 +98,7 @@ export class CallStats {
       render_ms_median: median(this.renderMs),
       render_fps: this.rendered > 1 ? ((this.rendered - 1) * 1000) / (this.lastRenderMs - this.firstRenderMs) : null,
       sender_last_seq: this.senderLastSeq,
+      pictures: { held: this.picturesHeld, refused: this.picturesRefused, bytes: this.pictureBytes },
     };
   }
 }

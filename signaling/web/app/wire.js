@@ -1,10 +1,9 @@
-// Wire format v2 at the receiving end (shared_model/wire/messages.py): frame messages, acks, the hello check.
-// Decoding is strict and gives the Python receiver's results, errors included; see docs/wire-format.md.
-// Integers from control messages arrive as BigInt (control.js), floats as Number.
+// Wire format v3 at the receiving end (shared_model/wire/messages.py): frame messages and acks. Decoding is
+// strict and gives the Python receiver's results, errors included; see docs/wire-format.md.
 
-import { CodingError, CodingSettings, TIME_WRAP, decodePayload, describe, roundHalfEven } from "./keycoding.js";
+import { CodingError, TIME_WRAP, decodePayload, roundHalfEven } from "./keycoding.js";
 
-export const WIRE_VERSION = 2;
+export const WIRE_VERSION = 3;
 const V1_FIRST_BYTE = 0x97;
 export const MAX_FRAME_BYTES = 2048;
 export const MAX_SEQ = 2 ** 32 - 1;
@@ -27,7 +26,7 @@ function unwrap(low, wrap, near) {
 
 /** The receiver's side of one call: decodes frames, holding those later ones may refer to. */
 export class FrameDecoder {
-  /** @param {{numKeypoints: number}} identity @param {CodingSettings} settings @param {bigint} epochNs */
+  /** @param {{numKeypoints: number}} identity @param settings CodingSettings @param {bigint} epochNs */
   constructor(identity, settings, fps, epochNs) {
     this.identity = identity;
     this.settings = settings;
@@ -37,9 +36,9 @@ export class FrameDecoder {
     this.newest = { seq: 0, ms: 0 };
   }
 
-  /** For a hello that checkHello accepted. */
-  static fromHello(msg, identity) {
-    return new FrameDecoder(identity, CodingSettings.fromDict(msg.coding), Number(msg.fps), msg.epoch_ns);
+  /** For a hello (checked by control.js) that checkHello accepted. */
+  static fromHello(hello, identity) {
+    return new FrameDecoder(identity, hello.coding, hello.fps, hello.epoch_ns);
   }
 
   /** `[seq, reference distance]` of a frame message (Uint8Array); WireError / WireRefused if it is not one. */
@@ -74,7 +73,7 @@ export class FrameDecoder {
 
   /**
    * Decode one frame message: `{seq, captureNs (BigInt), keypoints (Float32Array P*2), strengths, size,
-   * refSeq}`; it becomes a frame later ones may refer to.
+   * refSeq, picture}`; it becomes a frame later ones may refer to.
    */
   decode(data) {
     const [seq, distance] = this.header(data);
@@ -94,12 +93,12 @@ export class FrameDecoder {
       }
       throw err;
     }
-    const { time, kp, st } = decoded;
+    const { time, kp, st, picture } = decoded;
     const ms =
       ref === null
         ? unwrap(time, TIME_WRAP, this.newest.ms + ((seq - this.newest.seq) * 1000) / this.fps)
         : ref.ms + roundHalfEven((distance * 1000) / this.fps) + time;
-    this.frames.set(seq, { q: { kp, st }, ms });
+    this.frames.set(seq, { q: { kp, st, picture }, ms });
     if (seq > this.newest.seq || this.frames.size === 1) {
       this.newest = { seq, ms };
     }
@@ -116,6 +115,7 @@ export class FrameDecoder {
       strengths: Float32Array.from(st, (q) => q * this.settings.stStep),
       size: data.length,
       refSeq: ref === null ? null : seq - distance,
+      picture,
     };
   }
 }
@@ -126,46 +126,4 @@ export function encodeAck(seq) {
   out[0] = WIRE_VERSION << 4;
   new DataView(out.buffer).setUint32(1, seq, true);
   return out;
-}
-
-const isInt = (v) => typeof v === "bigint";
-
-/**
- * Why a hello must be refused (messages.check_hello), or null when this end can decode and render the
- * sender's frames. `identity`: {modelId, modelVersion, numKeypoints}.
- */
-export function checkHello(msg, identity, resolution) {
-  const { wire } = msg;
-  if (!isInt(wire) || wire !== BigInt(WIRE_VERSION)) {
-    return `sender speaks wire version ${describe(wire)}, this receiver speaks ${WIRE_VERSION}`;
-  }
-  if (msg.model !== identity.modelId || msg.model_version !== identity.modelVersion) {
-    return (
-      `sender runs model ${describe(msg.model)} version ${describe(msg.model_version)}, this receiver runs ` +
-      `${describe(identity.modelId)} version ${describe(identity.modelVersion)}`
-    );
-  }
-  const sameInt = (v, want) => (isInt(v) ? v === BigInt(want) : v === want);
-  if (!sameInt(msg.keypoints, identity.numKeypoints) || !sameInt(msg.resolution, resolution)) {
-    return (
-      `sender sends ${describe(msg.keypoints)} keypoints at ${describe(msg.resolution)} px, this receiver ` +
-      `expects ${identity.numKeypoints} at ${resolution} px`
-    );
-  }
-  const fps = isInt(msg.fps) ? Number(msg.fps) : msg.fps;
-  if (typeof fps !== "number" || !(fps > 0 && fps <= 240)) {
-    return `bad frame rate ${describe(msg.fps)} in hello`;
-  }
-  if (!(isInt(msg.epoch_ns) && msg.epoch_ns >= 0n)) {
-    return `bad epoch ${describe(msg.epoch_ns)} in hello`;
-  }
-  try {
-    CodingSettings.fromDict(msg.coding);
-  } catch (err) {
-    if (err instanceof CodingError) {
-      return `bad coding settings in hello: ${err.message}`;
-    }
-    throw err;
-  }
-  return null;
 }
