@@ -16,7 +16,7 @@ const CODEC = "av01.0.04M.08";
  * PictureError unless it is one `resolution` px square 8-bit 4:2:0 frame. */
 export async function decodePlanes(bytes, resolution) {
   if (typeof VideoDecoder === "undefined") {
-    throw new PictureError("this browser has no WebCodecs VideoDecoder: it cannot decode AV1 pictures");
+    throw new PictureError("no WebCodecs VideoDecoder to decode AV1 (browsers offer it in secure contexts only: HTTPS)");
   }
   const config = { codec: CODEC, codedWidth: resolution, codedHeight: resolution };
   if (!(await VideoDecoder.isConfigSupported(config)).supported) {
