@@ -20,7 +20,7 @@ from shared_model.logs import setup_logging
 from shared_model.media.references import ReferenceError, load_reference_images
 from shared_model.call.rtc import add_ice_arguments, configuration_from_args
 from shared_model.wire.messages import ModelIdentity, WireError
-from signaling.client import SignalingError, add_signaling_arguments
+from signaling.client import SignalingError, add_signaling_arguments, check_signaling_arguments
 
 from .call import CallOptions, receive_call, replay_file
 from .display import Display, DisplayUnavailable
@@ -45,7 +45,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_model_arguments(ap)
     add_ice_arguments(ap)
     ap.add_argument("-v", "--verbose", action="store_true")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    check_signaling_arguments(ap, args)
+    return args
 
 
 def build_session(args: argparse.Namespace) -> Session:
@@ -75,7 +77,8 @@ async def run(args: argparse.Namespace) -> int:
             if args.input:
                 reason = await replay_file(session, args.input)
             else:
-                reason = await receive_call(session, CallOptions(args.signaling, args.room, rtc, args.idle_timeout),
+                reason = await receive_call(session, CallOptions(args.signaling, args.room, args.token, rtc,
+                                                                     args.idle_timeout),
                                             stop)
         except Interrupted:
             reason = "interrupted"

@@ -30,6 +30,8 @@ from shared_model.nets.model import DEFAULT_MODEL, load_model
 from shared_model.media.references import load_reference_images
 from shared_model.training.synthetic import talking_face
 from shared_model.media.video import read_frames, write_video
+from signaling.client import TOKEN_ENV
+from signaling.tokens import new_token
 
 
 def free_port() -> int:
@@ -38,9 +40,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def tool(*args: str, log: Path) -> subprocess.Popen:
-    """``python -m`` one of the tools, its output in ``log``."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def tool(*args: str, log: Path, token: str | None = None) -> subprocess.Popen:
+    """``python -m`` one of the tools, its output in ``log``; ``token``: the room token, passed in the
+    environment (``$KPC_ROOM_TOKEN``) rather than on the command line."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **({TOKEN_ENV: token} if token else {})}
     return subprocess.Popen([sys.executable, "-m", *args], stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
 
 
@@ -83,14 +86,16 @@ def run_call(video: Path, refs: Path, out: Path, model: str, fps: float | None, 
     port = free_port()
     url = f"ws://127.0.0.1:{port}"
     common = ["--model", model, "--threads", str(threads)]
+    token = new_token()
     signaling = tool("signaling", "--port", str(port), log=out / "signaling.log")
     try:
         wait_healthy(port, signaling)
         receiver = tool("receiver", "--refs", str(refs), "--signaling", url, "--room", "demo", "--record",
-                        str(out / "call.mp4"), "--stats-out", str(out / "stats.json"), *common, log=out / "receiver.log")
+                        str(out / "call.mp4"), "--stats-out", str(out / "stats.json"), *common, log=out / "receiver.log",
+                        token=token)
         fps_args = ["--fps", str(fps)] if fps else []
         sender = tool("sender", "--source", str(video), "--signaling", url, "--room", "demo", *fps_args, *common,
-                      *sender_args, log=out / "sender.log")
+                      *sender_args, log=out / "sender.log", token=token)
         if sender.wait() != 0 or receiver.wait(timeout=120) not in (0, 1) or not (out / "stats.json").is_file():
             raise RuntimeError(f"the call failed: see {out}/sender.log and {out}/receiver.log")
     finally:

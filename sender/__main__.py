@@ -16,7 +16,7 @@ from shared_model.logs import setup_logging
 from shared_model.call.rtc import Impairment, add_ice_arguments, configuration_from_args
 from shared_model.media.video import VideoError
 from shared_model.wire.messages import ModelIdentity
-from signaling.client import SignalingError, add_signaling_arguments
+from signaling.client import SignalingError, add_signaling_arguments, check_signaling_arguments
 
 from .call import CallOptions, run_call
 from .capture import open_source
@@ -48,13 +48,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--impair-seed", type=int, help="random seed of the impairment")
     ap.add_argument("--stats-interval", type=float, default=2.0, help="seconds between stats messages")
     ap.add_argument("-v", "--verbose", action="store_true")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    check_signaling_arguments(ap, args)
+    return args
 
 
 async def run(args: argparse.Namespace) -> int:
     """The sender's async entry point (a call through the signaling server)."""
     try:
-        opts = CallOptions(args.signaling, args.room, configuration_from_args(args),
+        opts = CallOptions(args.signaling, args.room, args.token, configuration_from_args(args),
                            Impairment(args.impair_loss, args.impair_delay_ms / 1000, args.impair_jitter_ms / 1000,
                                       args.impair_seed), args.stats_interval)
         source = open_source(args.source, args.fps)

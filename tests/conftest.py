@@ -10,10 +10,14 @@ import torch
 from shared_model.nets.config import ModelConfig
 from shared_model.training.synthetic import talking_face
 from shared_model.media.video import write_video
+from signaling.client import TOKEN_ENV
+from signaling.tokens import new_token
 
 # Two threads on the 2-core CI machine; OMP_NUM_THREADS (e.g. 1 beside a training job) wins when set.
 if "OMP_NUM_THREADS" not in os.environ:
     torch.set_num_threads(2)
+# Peers in the tests take their room token from the environment, as a user's would: one per test session.
+os.environ.setdefault(TOKEN_ENV, new_token())
 
 
 @pytest.fixture(scope="session")
