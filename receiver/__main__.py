@@ -85,7 +85,7 @@ async def run(args: argparse.Namespace) -> int:
         except (SignalingError, RuntimeError, WireError, OSError) as exc:
             log.error("%s", exc)
             reason = f"error: {exc}"
-        await session.finish()
+        await session.finish(stop)
     if session.refusal is not None:
         reason = f"refused: {session.refusal}"
     log.info("call ended: %s", reason)

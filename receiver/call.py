@@ -42,7 +42,7 @@ async def _idle(session: Session, timeout: float) -> None:
 async def receive_call(session: Session, opts: CallOptions, stop: asyncio.Event) -> str:
     """Wait for the sender's offer, run the call until it ends; returns why it ended (``session.finish`` is
     left to the caller)."""
-    async with SignalingClient(opts.signaling, opts.room, "receiver", opts.token) as sig:
+    async with SignalingClient(opts.signaling, opts.room, "receiver", opts.token, stop=stop) as sig:
         log.info("in room %r: waiting for the sender", opts.room)
         pc = RTCPeerConnection(opts.rtc)
         try:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +36,7 @@ from shared_model.wire.messages import (
     encode_control,
 )
 
+from .bounds import FrameBounds, Implausible
 from .display import Display
 from .recorder import Recorder
 from .stats import CallStats
@@ -50,9 +53,15 @@ class Expectation:
 
 
 class Session:
+    """One call's messages, rendering and recording. ``clock`` (seconds) times the bounds on what the sender
+    can have sent by now (``bounds.FrameBounds``); a replayed call file (``live`` False) has none."""
+
     def __init__(self, renderer: FrameRenderer, expect: Expectation, record: str | None = None,
-                 display: Display | None = None, live: bool = True) -> None:
+                 display: Display | None = None, live: bool = True,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.renderer, self.expect = renderer, expect
+        self.clock = clock if live else None
+        self.bounds: FrameBounds | None = None
         self.record_path, self.display = record, display
         self.recorder: Recorder | None = None
         self.stats = CallStats(live=live)
@@ -86,8 +95,12 @@ class Session:
             log.info("sender: %s", self.stats.sender)
         elif kind == "bye":
             last_seq = msg.get("last_seq")
-            if type(last_seq) is int and last_seq >= -1:
-                self.stats.sender_last_seq = last_seq
+            if type(last_seq) is int and self.bounds is not None:
+                if (problem := self.bounds.last_seq_problem(last_seq)) is None:
+                    self.stats.sender_last_seq = last_seq
+                else:
+                    self.stats.implausible += 1
+                    log.warning("ignored the last_seq of the sender's bye: %s", problem)
             log.info("sender said bye (%s)", msg.get("reason", "no reason"))
             self.bye.set()
             return encode_control("bye", reason="bye received")
@@ -102,6 +115,7 @@ class Session:
             return encode_control("refuse", reason=reason)
         self.hello = msg
         self.decoder = FrameDecoder.from_hello(msg, self.expect.identity)
+        self.bounds = FrameBounds(self.decoder.fps, self.clock)
         log.info("accepted the sender: model %s version %s, %s fps, crop %s, coding %s", msg["model"],
                  msg["model_version"], msg["fps"], msg.get("crop"), msg["coding"])
         return encode_control("accept")
@@ -113,14 +127,19 @@ class Session:
         predicted from a frame this end does not hold."""
         self.last_message = time.monotonic()
         try:
-            if self.decoder is None:
+            if self.decoder is None or self.bounds is None:
                 raise WireRefused("frame before an accepted hello")
             seq, _ = self.decoder.header(data)
             if seq <= self._newest_seq:
                 self.stats.frame_received(seq, len(data))
                 self.stats.stale += 1
                 return None
-            frame = self.decoder.decode(data)
+            frame = self.decoder.decode(data, self.bounds.admit)
+        except Implausible as exc:
+            self.stats.implausible += 1
+            if self.stats.implausible == 1 or self.stats.implausible % 100 == 0:
+                log.warning("dropped an implausible frame message (%d so far): %s", self.stats.implausible, exc)
+            return None
         except WireRefused as exc:
             self.stats.refused += 1
             if self.stats.refused == 1 or self.stats.refused % 100 == 0:
@@ -176,19 +195,26 @@ class Session:
             self.recorder.write(frame.seq, frame.capture_ns, image)
         return image
 
-    async def finish(self) -> None:
-        """Render what is pending, then finalize the recording (padded to the sender's last frame)."""
+    async def finish(self, stop: asyncio.Event | None = None) -> None:
+        """Render what is pending, then finalize the recording (padded to the sender's last frame, unless
+        ``stop`` is set meanwhile: SIGTERM ends the receiver promptly)."""
+        abort = threading.Event()
+        if stop is not None:
+            aborter = asyncio.ensure_future(stop.wait())
+            aborter.add_done_callback(lambda _: abort.set())
         self._slot.close()
         if self._render_task is not None:
             await self._render_task
-        await asyncio.get_running_loop().run_in_executor(self._pool, self._close_recording)
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._close_recording, abort)
+        if stop is not None:
+            aborter.cancel()
         self._pool.shutdown()
         if self.display is not None:
             self.display.close()
 
-    def _close_recording(self) -> None:
+    def _close_recording(self, abort: threading.Event) -> None:
         if self.recorder is not None:
-            self.recorder.close(self.stats.sender_last_seq)
+            self.recorder.close(self.stats.sender_last_seq, abort)
         elif self.record_path:
             log.warning("no frame rendered: %s not written", self.record_path)
 

@@ -36,6 +36,7 @@ class CallStats:
     rendered: int = 0
     malformed: int = 0
     refused: int = 0
+    implausible: int = 0  # well-formed, but no genuine sender could have sent it by then (receiver.bounds)
     stale: int = 0  # arrived after a newer frame: dropped
     spoiled: int = 0  # predicted from a frame that was lost: undecodable
     skipped: int = 0  # replaced by a newer frame before its turn to render
@@ -89,7 +90,7 @@ class CallStats:
             "frames_expected": self.expected, "frames_received": self.received, "frames_rendered": self.rendered,
             "frames_lost": self.expected - self.received, "frames_stale": self.stale,
             "frames_spoiled": self.spoiled, "frames_skipped": self.skipped,
-            "malformed": self.malformed, "refused": self.refused,
+            "malformed": self.malformed, "refused": self.refused, "implausible": self.implausible,
             "first_seq": self.first_seq, "last_seq": self.last_seq,
             "bytes_per_message": self.payload_bytes / self.received if self.received else None,
             "latency_ms": summary(self.latency_ms), "arrival_latency_ms": summary(self.arrival_ms),

@@ -30,6 +30,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m sender", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--source", required=True, help="camera index (0, 1, ...) or video file")
+    ap.add_argument("--loop", action="store_true", help="play a video file again and again (long test calls)")
     add_signaling_arguments(ap, "--output", "write the messages to FILE instead of calling")
     ap.add_argument("--fps", type=float, help="send at most N frames a second (default: the source's rate)")
     g = ap.add_argument_group("keypoint coding (wire v2; agreed with the receiver in the hello)")
@@ -59,7 +60,7 @@ async def run(args: argparse.Namespace) -> int:
         opts = CallOptions(args.signaling, args.room, args.token, configuration_from_args(args),
                            Impairment(args.impair_loss, args.impair_delay_ms / 1000, args.impair_jitter_ms / 1000,
                                       args.impair_seed), args.stats_interval)
-        source = open_source(args.source, args.fps)
+        source = open_source(args.source, args.fps, loop=args.loop)
         pipeline = _pipeline(args, source.fps)
     except (ValueError, VideoError, FileNotFoundError, RuntimeError) as exc:
         log.error("%s", exc)

@@ -142,7 +142,7 @@ async def _every(interval: float, action: Callable[[], None]) -> None:
 
 async def run_call(source: FrameSource, pipeline: FramePipeline, opts: CallOptions, stop: asyncio.Event) -> int:
     """One call as the offerer; 0 when it ended normally, 1 when it was refused or the connection failed."""
-    async with SignalingClient(opts.signaling, opts.room, "sender", opts.token) as sig:
+    async with SignalingClient(opts.signaling, opts.room, "sender", opts.token, stop=stop) as sig:
         if not sig.peer_present:
             log.info("in room %r: waiting for the receiver", opts.room)
         await unless_stopped(sig.wait_for_peer(), stop)

@@ -16,6 +16,8 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from shared_model.call.aio import unless_stopped
+
 from . import protocol
 from .protocol import ProtocolError
 
@@ -54,24 +56,34 @@ class SignalingError(RuntimeError):
 class SignalingClient:
     """One peer's websocket to the signaling server (``async with SignalingClient(url, room, role) as sig``).
 
-    ``token`` is the room's secret (``$KPC_ROOM_TOKEN`` when None).
+    ``token`` is the room's secret (``$KPC_ROOM_TOKEN`` when None). Setting ``stop`` while connecting and
+    joining raises ``Interrupted``.
     """
 
-    def __init__(self, url: str, room: str, role: str, token: str | None = None, open_timeout: float = 10.0) -> None:
+    def __init__(self, url: str, room: str, role: str, token: str | None = None, open_timeout: float = 10.0,
+                 stop: asyncio.Event | None = None) -> None:
         self.url, self.room, self.role, self.open_timeout = url, room, role, open_timeout
+        self.stop = stop or asyncio.Event()
         self.token = token or os.environ.get(TOKEN_ENV, "")
         self.peer_present = False
         self._ws: ClientConnection | None = None
 
     async def __aenter__(self) -> Self:
         try:
+            await unless_stopped(self._join(), self.stop)
+        except BaseException:
+            await self.__aexit__()
+            raise
+        return self
+
+    async def _join(self) -> None:
+        try:
             self._ws = await connect(self.url, open_timeout=self.open_timeout, max_size=protocol.MAX_MESSAGE_BYTES)
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             raise SignalingError(f"cannot reach the signaling server {self.url}: {exc}") from exc
         await self.send("join", room=self.room, role=self.role, token=self.token)
-        joined = await self.receive("joined")
-        self.peer_present = bool(joined.get("peer"))
-        return self
+        joined = await self.receive("joined", timeout=self.open_timeout)
+        self.peer_present = joined["peer"]
 
     async def __aexit__(self, *exc: object) -> None:
         if self._ws is not None:

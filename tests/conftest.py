@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from shared_model.nets.config import ModelConfig
+from shared_model.nets.model import TPSModel, save_model
 from shared_model.training.synthetic import talking_face
 from shared_model.media.video import write_video
 from signaling.client import TOKEN_ENV
@@ -37,3 +40,20 @@ def face_video(tmp_path_factory, face_frames) -> str:
 def small_config() -> ModelConfig:
     """A tiny 64 px model configuration: fast enough to train for a few steps in a test."""
     return ModelConfig(resolution=64, kp_channels=(16, 32, 32), motion_channels=(32, 64), gen_channels=(16, 32, 64))
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory, small_config) -> Path:
+    """Weights of an untrained ``small_config`` TPS model, saved as the shipped ones are (id ``tiny``)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    save_model(TPSModel(small_config), path, "tiny")
+    return path
+
+
+@pytest.fixture(scope="session")
+def face_refs(tmp_path_factory, face_frames) -> Path:
+    """A reference folder holding the first frame of ``face_frames``."""
+    folder = tmp_path_factory.mktemp("refs")
+    cv2.imwrite(str(folder / "first.png"), cv2.cvtColor(face_frames[0], cv2.COLOR_RGB2BGR))
+    return folder

@@ -84,11 +84,18 @@ class CodingSettings:
 
     @property
     def kp_max(self) -> int:
-        return round(1.0 / self.kp_step)
+        return _steps_within_one(self.kp_step)
 
     @property
     def st_max(self) -> int:
-        return round(1.0 / self.st_step)
+        return _steps_within_one(self.st_step)
+
+
+def _steps_within_one(step: float) -> int:
+    """The most whole steps that stay within 1.0, so that decoded values never leave their range (1 / step
+    rounded up would let a coarse step reach 1.15)."""
+    n = round(1.0 / step)
+    return n if n * step <= 1.0 else n - 1
 
 
 @dataclass(frozen=True, eq=False)

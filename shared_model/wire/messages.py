@@ -21,6 +21,7 @@ import json
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,8 +219,9 @@ class FrameDecoder:
             raise WireError(f"sequence number {seq} out of range")
         return seq, first & 0x0F
 
-    def decode(self, data: bytes | str) -> FrameMessage:
-        """Decode and check one frame message; it becomes a frame later ones may refer to."""
+    def decode(self, data: bytes | str, admit: Callable[[int, int], None] | None = None) -> FrameMessage:
+        """Decode and check one frame message; it becomes a frame later ones may refer to. ``admit(seq,
+        capture_ms)``, when given, may refuse it first by raising a WireError (the receiver's bounds)."""
         seq, distance = self.header(data)
         ref = None
         if distance:
@@ -236,6 +238,8 @@ class FrameDecoder:
             capture_ms = _unwrap(time_code, TIME_WRAP, newest_ms + (seq - newest_seq) * 1000 / self.fps)
         else:
             capture_ms = ref[1] + round(distance * 1000 / self.fps) + time_code
+        if admit is not None:
+            admit(seq, capture_ms)
         self._frames[seq] = (q, capture_ms)
         if seq > self._newest[0] or len(self._frames) == 1:
             self._newest = (seq, capture_ms)

@@ -1,0 +1,69 @@
+"""What a genuine sender can have sent by now: bounds on the sequence numbers, capture times and ``last_seq``
+the receiver accepts.
+
+A sender numbers its frames from 0 at its first capture after the hello and captures at most ``fps`` frames a
+second, so by the time ``t`` after the hello no genuine frame carries a sequence number much above
+``t * fps``, and none arrives much ahead of the newest one: at most ``fps`` frames for every second since that
+one arrived. Capture times advance with the receiver's clock in the same way. Every bound has ``SLACK_S`` of
+network delay and jitter and a ``RATE_MARGIN`` for a sender clock that runs fast. A frame or bye outside them is
+dropped and counted (``implausible``), so one forged message can neither make the receiver drop every genuine
+frame after it nor pad the recording for minutes. The first frame's capture time is not bounded: it is on the
+sender's wall clock, which the receiver does not know; it anchors the call's timeline.
+
+Replaying a call file there is no clock: sequence numbers and capture times are taken as they come and only
+``last_seq`` is bounded, by the newest frame.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from shared_model.wire.messages import MAX_DISTANCE, WireError
+
+#: Network delay and jitter a genuine frame may add (seconds).
+SLACK_S = 2.0
+#: How much faster than its stated frame rate a sender's frames may come (its clock, rounding).
+RATE_MARGIN = 1.5
+
+
+class Implausible(WireError):
+    """A well-formed message that no genuine sender could have sent by now (dropped and counted)."""
+
+
+class FrameBounds:
+    """Bounds for one call, from its frame rate, the time since the hello and the newest accepted frame.
+
+    ``clock`` gives seconds (``time.monotonic``); None when a call file is replayed.
+    """
+
+    def __init__(self, fps: float, clock: Callable[[], float] | None) -> None:
+        self.fps, self.clock = fps, clock
+        self._newest_seq = -1
+        self._newest_ms: int | None = None
+        self._newest_at = clock() if clock is not None else 0.0
+
+    def _frames_since_newest(self) -> float:
+        """How far past the newest frame a genuine sender's sequence numbers can be by now."""
+        if self.clock is None:
+            return SLACK_S * self.fps * RATE_MARGIN + MAX_DISTANCE
+        return (self.clock() - self._newest_at + SLACK_S) * self.fps * RATE_MARGIN + MAX_DISTANCE
+
+    def admit(self, seq: int, capture_ms: int) -> None:
+        """Check a frame about to be decoded (``FrameDecoder.decode``'s ``admit``); Implausible if no genuine
+        sender could have sent it by now. An admitted frame becomes the newest when it is."""
+        if self.clock is not None:
+            if seq > self._newest_seq + self._frames_since_newest():
+                raise Implausible(f"frame {seq} is too far ahead of frame {self._newest_seq} (at {self.fps:g} fps)")
+            if self._newest_ms is not None:
+                ahead_ms = 1000 * (self.clock() - self._newest_at + SLACK_S) * RATE_MARGIN
+                if not -1000 * SLACK_S <= capture_ms - self._newest_ms <= ahead_ms:
+                    raise Implausible(f"frame {seq} was captured {capture_ms - self._newest_ms} ms after frame "
+                                      f"{self._newest_seq}, more than its arrival allows")
+        if seq > self._newest_seq:
+            self._newest_seq, self._newest_ms = seq, capture_ms
+            self._newest_at = self.clock() if self.clock is not None else 0.0
+
+    def last_seq_problem(self, last_seq: int) -> str | None:
+        """Why a bye's ``last_seq`` cannot be the sender's last frame, or None."""
+        if last_seq < self._newest_seq or last_seq > self._newest_seq + self._frames_since_newest():
+            return f"a bye's last_seq {last_seq} is implausible after frame {self._newest_seq} (at {self.fps:g} fps)"
+        return None
