@@ -3,22 +3,30 @@
     python -m experiments rd --video FILE [--refs DIR] [--model tps|iw|PATH] --out DIR
     python -m experiments rd-set --videos DIR [--held-out [CACHE]] [--model NAME] --out DIR
     python -m experiments call --video FILE [--refs DIR] --loss 0,0.05,0.2 [--jitter-ms 0,40] --out DIR
+    python -m experiments fuzz [--count 1000000] [--seed 0] [--targets frame,control,...] --out FILE.json
 
 ``rd`` writes DIR/results.json and DIR/rd.png; ``rd-set`` runs ``rd`` for every clip of the folder (or only the
 held-out clips: those a data cache's index.json marks held out, or without CACHE those the model's weights
 list) into DIR/clips/, then writes DIR/summary.md, DIR/results.json and DIR/rd.png. Finished points are kept
-and reused: a rerun resumes. See docs/experiments.md.
+and reused: a rerun resumes. ``fuzz`` drives the peers' message handlers with random, mutated and absurd
+inputs and exits 1 if any exception escaped, any input hung or any accepted frame was invalid
+(experiments/fuzz.py). See docs/experiments.md.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import time
 from pathlib import Path
 
 from shared_model.nets.model import DEFAULT_MODEL, load_model
+from shared_model.runtime.backend import Backend
+from shared_model.training.synthetic import talking_face
+from shared_model.wire.messages import ModelIdentity
 
 from .call import CallSetting, run_calls
+from .fuzz import CODECS, SHARES, fuzz
 from .plot import plot_points
 from .rd import Options, run_clip, set_threads
 from .summary import (
@@ -121,6 +129,29 @@ def call(args: argparse.Namespace) -> int:
     return 0 if all(r["frames_rendered"] > 0 for r in results) else 1
 
 
+def fuzz_command(args: argparse.Namespace) -> int:
+    """``fuzz``: the report to --out; 1 when anything escaped, hung or was accepted invalid."""
+    unknown = set(args.targets) - set(SHARES)
+    if unknown:
+        raise SystemExit(f"unknown fuzz targets {sorted(unknown)}; known: {', '.join(SHARES)}")
+    backend = Backend(args.model, "torch", "cpu", threads=args.threads)
+    renderer = backend.renderer([talking_face(frames=1, size=backend.model.cfg.resolution, seed=0)[0]])
+    started = time.monotonic()
+
+    def progress(target: str, done: int) -> None:
+        logging.info("fuzz %s: %d inputs (%.0f s)", target, done, time.monotonic() - started)
+
+    report = fuzz(args.count, renderer, ModelIdentity.of(backend.model), backend.model.cfg.resolution, args.seed,
+                  args.targets, args.codec, args.hang_ms / 1000, progress)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    print(json.dumps({"totals": report["totals"], **{name: {k: r[k] for k in ("inputs", "escaped", "hangs",
+                                                                               "invalid", "accepted_forged", "seconds")}
+                                                       for name, r in report["targets"].items()}}, indent=1))
+    t = report["totals"]
+    return 1 if t["escaped"] or t["hangs"] or t["invalid"] else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m experiments", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -148,9 +179,22 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--seed", type=int, default=1, help="impairment random seed")
     c.add_argument("--threads", type=int, default=1)
     c.add_argument("--out", required=True)
+    f = sub.add_parser("fuzz", help="random, mutated and absurd inputs through the peers' message handlers")
+    f.add_argument("--count", type=int, default=1_000_000, help="inputs in all (default %(default)s)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--targets", type=lambda t: tuple(t.split(",")), default=tuple(SHARES),
+                   help=f"which handlers (default all: {','.join(SHARES)})")
+    f.add_argument("--codec", choices=sorted(CODECS), default="json", help="control message codec")
+    f.add_argument("--hang-ms", type=float, default=10_000.0,
+                   help="an input taking longer counts as a hang (default %(default)s: a busy CPU stalls for seconds)")
+    f.add_argument("--model", default=DEFAULT_MODEL, help="the receiver's model (only its identity is exercised)")
+    f.add_argument("--threads", type=int, default=1)
+    f.add_argument("--out", required=True, help="report (JSON)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     set_threads(args.threads)
+    if args.command == "fuzz":
+        return fuzz_command(args)
     if args.command == "rd":
         results = run_clip(args.video, args.refs, args.model, args.out, _options(args))
         print(json.dumps({k: v for k, v in results.items() if k not in ("points", "motion_px")}, indent=1))

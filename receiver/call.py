@@ -57,7 +57,6 @@ async def receive_call(session: Session, opts: CallOptions, stop: asyncio.Event)
             control.on("message", lambda data: _answer(control, session.on_control(data)))
 
             await unless_stopped(sig.take_description(pc, "offer"), stop)
-            await pc.setLocalDescription(await pc.createAnswer())
             session.stats.tap = DatagramTap(pc)
             await sig.send("answer", sdp=pc.localDescription.sdp)
             await unless_stopped(watch.wait_connected(SETUP_TIMEOUT_S), stop)

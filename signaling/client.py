@@ -50,7 +50,20 @@ def check_signaling_arguments(parser: argparse.ArgumentParser, args: argparse.Na
 
 
 class SignalingError(RuntimeError):
-    """Signaling failed: server unreachable, join refused, or the peer left before the call was set up."""
+    """Signaling failed: server unreachable, join refused, the peer left before the call was set up, or its
+    description is unusable."""
+
+
+async def apply_description(pc: RTCPeerConnection, kind: str, sdp: str) -> None:
+    """The peer's ``offer`` or ``answer`` applied to ``pc`` (an offer answered: ``pc.localDescription``);
+    SignalingError when aiortc cannot use it."""
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
+        if kind == "offer":
+            await pc.setLocalDescription(await pc.createAnswer())
+    except Exception as exc:  # aiortc's SDP parsing raises assorted builtins (AssertionError, KeyError, ...)
+        raise SignalingError(f"the peer's {kind} is not a usable session description: "
+                             f"{type(exc).__name__}: {str(exc)[:120]}") from exc
 
 
 class SignalingClient:
@@ -125,14 +138,9 @@ class SignalingClient:
                              f"{msg['type']!r} {msg.get('reason', '')}")
 
     async def take_description(self, pc: RTCPeerConnection, kind: str, timeout: float | None = None) -> None:
-        """Wait for the peer's ``offer`` or ``answer`` and apply it to ``pc``; SignalingError when it does not
-        come, or is not a description aiortc can use."""
-        sdp = (await self.receive(kind, timeout=timeout))["sdp"]
-        try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
-        except Exception as exc:  # aiortc's SDP parsing raises assorted builtins (AssertionError, KeyError, ...)
-            raise SignalingError(f"the peer's {kind} is not a usable session description: "
-                                 f"{type(exc).__name__}: {str(exc)[:120]}") from exc
+        """Wait for the peer's ``offer`` or ``answer`` and apply it to ``pc`` (``apply_description``);
+        SignalingError when it does not come, or is not a description aiortc can use."""
+        await apply_description(pc, kind, (await self.receive(kind, timeout=timeout))["sdp"])
 
     async def wait_for_peer(self) -> None:
         if not self.peer_present:
