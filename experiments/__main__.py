@@ -4,13 +4,15 @@
     python -m experiments rd-set --videos DIR [--held-out [CACHE]] [--model NAME] --out DIR
     python -m experiments call --video FILE [--refs DIR] --loss 0,0.05,0.2 [--jitter-ms 0,40] --out DIR
     python -m experiments fuzz [--count 1000000] [--seed 0] [--targets frame,control,...] --out FILE.json
+    python -m experiments realnet [--video FILE] [--rates 16,32] [--no-turn] --out DIR        (root)
 
 ``rd`` writes DIR/results.json and DIR/rd.png; ``rd-set`` runs ``rd`` for every clip of the folder (or only the
 held-out clips: those a data cache's index.json marks held out, or without CACHE those the model's weights
 list) into DIR/clips/, then writes DIR/summary.md, DIR/results.json and DIR/rd.png. Finished points are kept
 and reused: a rerun resumes. ``fuzz`` drives the peers' message handlers with random, mutated and absurd
 inputs and exits 1 if any exception escaped, any input hung or any accepted frame was invalid
-(experiments/fuzz.py). See docs/experiments.md.
+(experiments/fuzz.py). ``realnet`` runs calls over a shaped link and through a TURN relay in network
+namespaces (experiments/realnet.py). See docs/experiments.md.
 """
 from __future__ import annotations
 
@@ -22,11 +24,13 @@ from pathlib import Path
 
 from shared_model.nets.model import DEFAULT_MODEL, load_model
 from shared_model.runtime.backend import Backend
+from shared_model.media.video import write_video
 from shared_model.training.synthetic import talking_face
 from shared_model.wire.messages import ModelIdentity
 
 from .call import CallSetting, run_calls
 from .fuzz import CODECS, SHARES, fuzz
+from .realnet import run_realnet
 from .plot import plot_points
 from .rd import Options, run_clip, set_threads
 from .summary import (
@@ -152,6 +156,20 @@ def fuzz_command(args: argparse.Namespace) -> int:
     return 1 if t["escaped"] or t["hangs"] or t["invalid"] else 0
 
 
+def realnet_command(args: argparse.Namespace) -> int:
+    """``realnet``: the calls' table to OUT/summary.md (and printed); 1 when a call did not end with bye."""
+    out = Path(args.out)
+    video = Path(args.video) if args.video else out / "clip.mp4"
+    if not args.video:
+        out.mkdir(parents=True, exist_ok=True)
+        write_video(video, talking_face(frames=250, size=256, seed=7), 25.0)
+    results = run_realnet(video, Path(args.refs) if args.refs else None, out, args.model, args.fps or None,
+                          args.threads, args.rates, not args.no_turn)
+    print((out / "summary.md").read_text())
+    calls = results["shaped"] + ([results["turn"]] if "turn" in results else [])
+    return 0 if all(c["end_reason"] == "bye" for c in calls) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m experiments", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -190,11 +208,22 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--model", default=DEFAULT_MODEL, help="the receiver's model (only its identity is exercised)")
     f.add_argument("--threads", type=int, default=1)
     f.add_argument("--out", required=True, help="report (JSON)")
+    n = sub.add_parser("realnet", help="calls over a 2G-like shaped link and through a TURN relay (root)")
+    n.add_argument("--video", help="clip to stream (default: a generated talking face, 10 s at 25 fps)")
+    n.add_argument("--refs", help="reference images (default: the clip's first frame)")
+    n.add_argument("--rates", type=floats, default=(16.0, 32.0), help="link rates, kbit/s (default 16,32)")
+    n.add_argument("--no-turn", action="store_true", help="skip the call through the TURN relay")
+    n.add_argument("--fps", type=float, default=10.0, help="frames sent per second (default %(default)s)")
+    n.add_argument("--model", default=DEFAULT_MODEL)
+    n.add_argument("--threads", type=int, default=1)
+    n.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     set_threads(args.threads)
     if args.command == "fuzz":
         return fuzz_command(args)
+    if args.command == "realnet":
+        return realnet_command(args)
     if args.command == "rd":
         results = run_clip(args.video, args.refs, args.model, args.out, _options(args))
         print(json.dumps({k: v for k, v in results.items() if k not in ("points", "motion_px")}, indent=1))

@@ -58,14 +58,21 @@ def run_setting(video: Path, refs: Path, first_is_reference: bool, out: Path, mo
     impair = ["--impair-loss", str(setting.loss), "--impair-jitter-ms", str(setting.jitter_ms),
               "--impair-delay-ms", str(setting.delay_ms), "--impair-seed", str(seed)]
     stats = run_call(video, refs, folder, model, fps, threads, impair + sender_args)
+    result = {"loss": setting.loss, "jitter_ms": setting.jitter_ms, "delay_ms": setting.delay_ms,
+              **scored(video, fps, model, folder, stats, first_is_reference)}
+    result_path.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def scored(video: Path, fps: float | None, model: str, folder: Path, stats: dict[str, Any],
+           first_is_reference: bool) -> dict[str, Any]:
+    """A finished call's numbers (``stats``) and its recording (``folder/call.mp4``) scored against the frames
+    the sender cropped: mean PSNR, SSIM, MS-SSIM."""
     resolution = load_model(model).cfg.resolution
     truth, recorded = recording_vs_sent(video, fps, resolution, folder / "call.mp4", stats, first_is_reference)
     n = min(len(truth), len(recorded))
     scores = frame_scores(np.stack(truth[:n]), recorded[:n])
-    result = {"loss": setting.loss, "jitter_ms": setting.jitter_ms, "delay_ms": setting.delay_ms,
-              **_summary(stats), **{k: float(v.mean()) for k, v in scores.items()}}
-    result_path.write_text(json.dumps(result, indent=1))
-    return result
+    return {**_summary(stats), **{k: float(v.mean()) for k, v in scores.items()}}
 
 
 def run_calls(video: Path, refs: Path | None, out: Path, model: str, fps: float | None, threads: int,

@@ -12,7 +12,7 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection
 
 from shared_model.call.aio import unless_stopped
 from shared_model.wire.records import CONTROL, read_records
-from shared_model.call.rtc import ConnectionWatch, DatagramTap, create_channels
+from shared_model.call.rtc import ConnectionWatch, DatagramTap, create_channels, selected_pair
 from shared_model.wire.messages import encode_control
 from signaling.client import SignalingClient
 
@@ -60,7 +60,8 @@ async def receive_call(session: Session, opts: CallOptions, stop: asyncio.Event)
             session.stats.tap = DatagramTap(pc)
             await sig.send("answer", sdp=pc.localDescription.sdp)
             await unless_stopped(watch.wait_connected(SETUP_TIMEOUT_S), stop)
-            log.info("connected")
+            session.stats.ice_pair = selected_pair(pc)
+            log.info("connected: %s", session.stats.ice_pair)
             session.last_message = time.monotonic()
             session.start()
             ends = {"bye": session.bye.wait(), "connection lost": watch.ended.wait(),

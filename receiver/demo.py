@@ -19,6 +19,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -40,11 +41,41 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def tool(*args: str, log: Path, token: str | None = None) -> subprocess.Popen:
-    """``python -m`` one of the tools, its output in ``log``; ``token``: the room token, passed in the
-    environment (``$KPC_ROOM_TOKEN``) rather than on the command line."""
+@dataclass(frozen=True)
+class Site:
+    """Where one process of a call runs: a command prefix that puts it there (``ip netns exec NS``), the
+    address it listens on (the signaling server) or dials the signaling server at (the peers), and extra
+    arguments (ICE servers)."""
+
+    prefix: tuple[str, ...] = ()
+    host: str = "127.0.0.1"
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the three processes of a call run: all on loopback by default (see experiments/netns.py)."""
+
+    signaling: Site = Site()
+    receiver: Site = Site()
+    sender: Site = Site()
+
+
+def tool(*args: str, log: Path, token: str | None = None, prefix: Sequence[str] = ()) -> subprocess.Popen:
+    """``python -m`` one of the tools (after ``prefix``), its output in ``log``; ``token``: the room token,
+    passed in the environment (``$KPC_ROOM_TOKEN``) rather than on the command line."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **({TOKEN_ENV: token} if token else {})}
-    return subprocess.Popen([sys.executable, "-m", *args], stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    return subprocess.Popen([*prefix, sys.executable, "-m", *args], stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            env=env)
+
+
+def wait_listening(log: Path, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Until the signaling server logs that it listens (works wherever it runs, namespaces included)."""
+    deadline = time.monotonic() + timeout
+    while "signaling on" not in log.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the signaling server did not start: see {log}")
+        time.sleep(0.1)
 
 
 def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
@@ -79,23 +110,24 @@ def recording_vs_sent(video: Path, fps: float | None, resolution: int, recording
 
 
 def run_call(video: Path, refs: Path, out: Path, model: str, fps: float | None, threads: int,
-             sender_args: Sequence[str] = ()) -> dict:
-    """Three processes on loopback; returns the receiver's stats. ``sender_args`` go to the sender as they are
-    (impairment, coding). A call whose last bye was lost (the receiver then ends with "sender left") still
-    counts: its ``end_reason`` says so."""
+             sender_args: Sequence[str] = (), layout: Layout = Layout()) -> dict:
+    """Three processes (on loopback, or as ``layout`` places them); returns the receiver's stats.
+    ``sender_args`` go to the sender as they are (impairment, coding). A call whose last bye was lost (the
+    receiver then ends with "sender left") still counts: its ``end_reason`` says so."""
     port = free_port()
-    url = f"ws://127.0.0.1:{port}"
-    common = ["--model", model, "--threads", str(threads)]
+    common = ["--model", model, "--threads", str(threads), "--room", "demo"]
     token = new_token()
-    signaling = tool("signaling", "--port", str(port), log=out / "signaling.log")
+    signaling = tool("signaling", "--host", layout.signaling.host, "--port", str(port), log=out / "signaling.log",
+                     prefix=layout.signaling.prefix)
     try:
-        wait_healthy(port, signaling)
-        receiver = tool("receiver", "--refs", str(refs), "--signaling", url, "--room", "demo", "--record",
-                        str(out / "call.mp4"), "--stats-out", str(out / "stats.json"), *common, log=out / "receiver.log",
-                        token=token)
+        wait_listening(out / "signaling.log", signaling)
+        receiver = tool("receiver", "--refs", str(refs), "--signaling", f"ws://{layout.receiver.host}:{port}",
+                        "--record", str(out / "call.mp4"), "--stats-out", str(out / "stats.json"), *common,
+                        *layout.receiver.args, log=out / "receiver.log", token=token, prefix=layout.receiver.prefix)
         fps_args = ["--fps", str(fps)] if fps else []
-        sender = tool("sender", "--source", str(video), "--signaling", url, "--room", "demo", *fps_args, *common,
-                      *sender_args, log=out / "sender.log", token=token)
+        sender = tool("sender", "--source", str(video), "--signaling", f"ws://{layout.sender.host}:{port}",
+                      *fps_args, *common, *sender_args, *layout.sender.args, log=out / "sender.log", token=token,
+                      prefix=layout.sender.prefix)
         if sender.wait() != 0 or receiver.wait(timeout=120) not in (0, 1) or not (out / "stats.json").is_file():
             raise RuntimeError(f"the call failed: see {out}/sender.log and {out}/receiver.log")
     finally:

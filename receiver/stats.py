@@ -45,6 +45,7 @@ class CallStats:
     last_seq: int | None = None
     sender_last_seq: int | None = None  # from the sender's bye
     sender: dict[str, Any] | None = None  # the sender's last stats message
+    ice_pair: dict[str, str] | None = None  # the candidate pair the call runs on (types: host, srflx, relay)
     latency_ms: list[float] = field(default_factory=list)
     arrival_ms: list[float] = field(default_factory=list)
     render_ms: list[float] = field(default_factory=list)
@@ -94,7 +95,7 @@ class CallStats:
             "first_seq": self.first_seq, "last_seq": self.last_seq,
             "bytes_per_message": self.payload_bytes / self.received if self.received else None,
             "latency_ms": summary(self.latency_ms), "arrival_latency_ms": summary(self.arrival_ms),
-            "render_ms": summary(self.render_ms), "sender": self.sender,
+            "render_ms": summary(self.render_ms), "sender": self.sender, "ice_pair": self.ice_pair,
         }
         span = self.render_times[-1] - self.render_times[0] if len(self.render_times) > 1 else 0.0
         out["render_fps"] = (len(self.render_times) - 1) / span if span > 0 else None

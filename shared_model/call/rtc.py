@@ -215,6 +215,20 @@ def wire_rates(start: TapCounts, end: TapCounts) -> dict[str, float | int | None
             "seconds": dt}
 
 
+def selected_pair(pc: RTCPeerConnection) -> dict[str, str] | None:
+    """The ICE candidate pair the call runs on: types (``host``, ``srflx``, ``relay``) and addresses of both
+    ends, or None before one is chosen (aioice's ``_nominated``: private, hence the aiortc pin)."""
+    if pc.sctp is None:
+        return None
+    pairs = getattr(pc.sctp.transport.transport._connection, "_nominated", {})
+    pair = pairs.get(1)
+    if pair is None:
+        return None
+    local, remote = pair.local_candidate, pair.remote_candidate
+    return {"local": local.type, "remote": remote.type, "local_address": f"{local.host}:{local.port}",
+            "remote_address": f"{remote.host}:{remote.port}"}
+
+
 async def wait_open(channel: RTCDataChannel, timeout: float) -> None:
     """Until a data channel is open; RuntimeError after ``timeout`` seconds."""
     if channel.readyState == "open":
