@@ -5,6 +5,7 @@
     python -m experiments call --video FILE [--refs DIR] --loss 0,0.05,0.2 [--jitter-ms 0,40] --out DIR
     python -m experiments fuzz [--count 1000000] [--seed 0] [--targets frame,control,...] --out FILE.json
     python -m experiments realnet [--video FILE] [--rates 16,32] [--no-turn] --out DIR        (root)
+    python -m experiments soak [--video FILE] [--minutes 30] [--interval 30] --out DIR
 
 ``rd`` writes DIR/results.json and DIR/rd.png; ``rd-set`` runs ``rd`` for every clip of the folder (or only the
 held-out clips: those a data cache's index.json marks held out, or without CACHE those the model's weights
@@ -12,7 +13,8 @@ list) into DIR/clips/, then writes DIR/summary.md, DIR/results.json and DIR/rd.p
 and reused: a rerun resumes. ``fuzz`` drives the peers' message handlers with random, mutated and absurd
 inputs and exits 1 if any exception escaped, any input hung or any accepted frame was invalid
 (experiments/fuzz.py). ``realnet`` runs calls over a shaped link and through a TURN relay in network
-namespaces (experiments/realnet.py). See docs/experiments.md.
+namespaces (experiments/realnet.py); ``soak`` runs one long call and samples memory, descriptors, threads,
+frames and latency (experiments/soak.py). See docs/experiments.md.
 """
 from __future__ import annotations
 
@@ -28,9 +30,10 @@ from shared_model.media.video import write_video
 from shared_model.training.synthetic import talking_face
 from shared_model.wire.messages import ModelIdentity
 
-from .call import CallSetting, run_calls
+from .call import CallSetting, first_frame_refs, run_calls
 from .fuzz import CODECS, SHARES, fuzz
 from .realnet import run_realnet
+from .soak import run_soak
 from .plot import plot_points
 from .rd import Options, run_clip, set_threads
 from .summary import (
@@ -156,13 +159,32 @@ def fuzz_command(args: argparse.Namespace) -> int:
     return 1 if t["escaped"] or t["hangs"] or t["invalid"] else 0
 
 
+def clip_or_generated(args: argparse.Namespace, out: Path) -> Path:
+    """``--video``, or a generated talking face (10 s at 25 fps) written to OUT/clip.mp4."""
+    if args.video:
+        return Path(args.video)
+    out.mkdir(parents=True, exist_ok=True)
+    write_video(out / "clip.mp4", talking_face(frames=250, size=256, seed=7), 25.0)
+    return out / "clip.mp4"
+
+
+def soak_command(args: argparse.Namespace) -> int:
+    """``soak``: samples to OUT/soak.json; 1 unless the call ended with bye and no window stalled."""
+    out = Path(args.out)
+    video = clip_or_generated(args, out)
+    refs = Path(args.refs) if args.refs else first_frame_refs(video, out / "refs")
+    report = run_soak(video, refs, out, args.model, args.fps, args.threads, args.minutes, args.interval)
+    print(json.dumps({k: report[k] for k in ("final", "growth_after_warmup", "stalled_windows", "end_seconds",
+                                             "sender_exit", "receiver_exit")},
+                     indent=1))
+    ok = report["final"]["end_reason"] == "bye" and report["stalled_windows"] == 0
+    return 0 if ok and report["sender_exit"] == report["receiver_exit"] == 0 else 1
+
+
 def realnet_command(args: argparse.Namespace) -> int:
     """``realnet``: the calls' table to OUT/summary.md (and printed); 1 when a call did not end with bye."""
     out = Path(args.out)
-    video = Path(args.video) if args.video else out / "clip.mp4"
-    if not args.video:
-        out.mkdir(parents=True, exist_ok=True)
-        write_video(video, talking_face(frames=250, size=256, seed=7), 25.0)
+    video = clip_or_generated(args, out)
     results = run_realnet(video, Path(args.refs) if args.refs else None, out, args.model, args.fps or None,
                           args.threads, args.rates, not args.no_turn)
     print((out / "summary.md").read_text())
@@ -217,9 +239,20 @@ def main(argv: list[str] | None = None) -> int:
     n.add_argument("--model", default=DEFAULT_MODEL)
     n.add_argument("--threads", type=int, default=1)
     n.add_argument("--out", required=True)
+    k = sub.add_parser("soak", help="one long call on loopback, sampled every interval")
+    k.add_argument("--video", help="clip, played again and again (default: a generated talking face, 10 s)")
+    k.add_argument("--refs", help="reference images (default: the clip's first frame)")
+    k.add_argument("--minutes", type=float, default=30.0)
+    k.add_argument("--interval", type=float, default=30.0, help="seconds between samples (default %(default)s)")
+    k.add_argument("--fps", type=float, default=10.0)
+    k.add_argument("--model", default=DEFAULT_MODEL)
+    k.add_argument("--threads", type=int, default=1)
+    k.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     set_threads(args.threads)
+    if args.command == "soak":
+        return soak_command(args)
     if args.command == "fuzz":
         return fuzz_command(args)
     if args.command == "realnet":

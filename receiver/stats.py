@@ -50,6 +50,7 @@ class CallStats:
     arrival_ms: list[float] = field(default_factory=list)
     render_ms: list[float] = field(default_factory=list)
     render_times: list[float] = field(default_factory=list)
+    _window_start: int = 0  # rendered frames before the current window (``window``)
     # (seconds, payload bytes so far, tap counts) at the first and the latest frame message
     _first_arrival: tuple[float, int, TapCounts | None] | None = None
     _last_arrival: tuple[float, int, TapCounts | None] | None = None
@@ -85,6 +86,13 @@ class CallStats:
         """Frame slots the sender numbered, from 0 to its last (as its bye says, else the newest seen)."""
         last = max(s for s in (self.last_seq, self.sender_last_seq, -1) if s is not None)
         return last + 1
+
+    def window(self) -> dict[str, Any]:
+        """Frames rendered and their latency since the previous window (periodic stats of a long call)."""
+        end = len(self.latency_ms)
+        out = {"frames_rendered": end - self._window_start, "latency_ms": summary(self.latency_ms[self._window_start:end])}
+        self._window_start = end
+        return out
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

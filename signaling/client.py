@@ -80,6 +80,7 @@ class SignalingClient:
         self.token = token or os.environ.get(TOKEN_ENV, "")
         self.peer_present = False
         self._ws: ClientConnection | None = None
+        self._gone: asyncio.Task[str] | None = None
 
     async def __aenter__(self) -> Self:
         try:
@@ -99,6 +100,8 @@ class SignalingClient:
         self.peer_present = joined["peer"]
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._gone is not None:
+            self._gone.cancel()
         if self._ws is not None:
             await self._ws.close()
 
@@ -148,7 +151,13 @@ class SignalingClient:
 
     async def wait_gone(self) -> str:
         """Wait until the other peer leaves the room or says bye; returns which. If the signaling connection is
-        lost first, that is logged and this never returns: a connected call goes on without signaling."""
+        lost first, that is logged and this never returns: a connected call goes on without signaling. One
+        reader serves every waiter: cancelling a wait leaves the others (and the websocket) undisturbed."""
+        if self._gone is None:
+            self._gone = asyncio.ensure_future(self._read_until_gone())
+        return await asyncio.shield(self._gone)
+
+    async def _read_until_gone(self) -> str:
         try:
             async for raw in self._ws:
                 try:
