@@ -384,7 +384,7 @@ class SignalingTarget:
         if kind < 0.5:
             msg = mutate_fields(rng, msg)
         try:
-            raw: str | bytes = json.dumps(msg)
+            raw = json.dumps(msg)
         except (ValueError, TypeError, RecursionError):
             raw = "{" * 3000
         return mutate_text(rng, raw) if kind >= 0.8 else raw

@@ -26,8 +26,9 @@ from receiver.demo import Layout, Site
 
 TURN_USER, TURN_PASSWORD, TURN_PORT = "kpc", "relay-test-secret", 3478
 #: Prints "reached" when a TCP connection to ``host`` is answered (even refused), "unreachable" otherwise.
-_PROBE = ("import socket\ntry:\n    socket.create_connection(('{host}', 9), timeout=1)\nexcept ConnectionRefusedError:\n"
-          "    print('reached')\nexcept OSError:\n    print('unreachable')\nelse:\n    print('reached')")
+_PROBE = ("import socket\ntry:\n    socket.create_connection(('{host}', 9), timeout=1)\n"
+          "except ConnectionRefusedError:\n    print('reached')\nexcept OSError:\n    print('unreachable')\n"
+          "else:\n    print('reached')")
 
 
 def unavailable() -> str | None:
@@ -170,7 +171,7 @@ def relayed(folder: Path) -> Iterator[Relayed]:
              "--pidfile", str(folder / "turnserver.pid"), "--db", str(folder / "turndb")],
             stdout=log.open("w"), stderr=subprocess.STDOUT)
         try:
-            _wait_for(log, "Total General servers", turn)  # its listeners are up
+            _wait_for(log, "Total General servers", turn, "turnserver")  # its listeners are up
             yield Relayed(Layout(signaling=Site(relay.prefix, "0.0.0.0"),
                                  receiver=Site(receiver.prefix, "10.17.2.1", _turn_args("10.17.2.1")),
                                  sender=Site(sender.prefix, "10.17.1.1", _turn_args("10.17.1.1"))), log)
@@ -179,9 +180,9 @@ def relayed(folder: Path) -> Iterator[Relayed]:
             turn.wait(10)
 
 
-def _wait_for(log: Path, text: str, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+def _wait_for(log: Path, text: str, proc: subprocess.Popen, name: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while text not in log.read_text(errors="replace"):
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{proc.args[4]} did not start: see {log}")
+            raise RuntimeError(f"{name} did not start: see {log}")
         time.sleep(0.1)

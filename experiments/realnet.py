@@ -82,7 +82,8 @@ def run_realnet(video: Path, refs: Path | None, out: Path, model: str, fps: floa
 
 def markdown(results: dict[str, Any]) -> str:
     head = ("link", "frames sent / received / rendered", "payload kbps", "wire kbps in / out",
-            "latency median / p95 ms", "queue drops", "PSNR / MS-SSIM", "x264 at the rate that fits: kbps, PSNR / MS-SSIM")
+            "latency median / p95 ms", "queue drops", "PSNR / MS-SSIM",
+            "x264 at the rate that fits: kbps, PSNR / MS-SSIM")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     rows = [(f"{r['link_kbit']:g} kbit/s shaped", r) for r in results["shaped"]]
     if "turn" in results:

@@ -90,7 +90,8 @@ class CallStats:
     def window(self) -> dict[str, Any]:
         """Frames rendered and their latency since the previous window (periodic stats of a long call)."""
         end = len(self.latency_ms)
-        out = {"frames_rendered": end - self._window_start, "latency_ms": summary(self.latency_ms[self._window_start:end])}
+        out = {"frames_rendered": end - self._window_start,
+               "latency_ms": summary(self.latency_ms[self._window_start:end])}
         self._window_start = end
         return out
 

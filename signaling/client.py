@@ -105,9 +105,15 @@ class SignalingClient:
         if self._ws is not None:
             await self._ws.close()
 
+    @property
+    def _connected(self) -> ClientConnection:
+        if self._ws is None:
+            raise SignalingError("not connected to the signaling server")
+        return self._ws
+
     async def send(self, kind: str, **fields: Any) -> None:
         try:
-            await self._ws.send(protocol.dumps(kind, **fields))
+            await self._connected.send(protocol.dumps(kind, **fields))
         except ConnectionClosed as exc:
             raise SignalingError(f"signaling connection closed: {self._why(exc)}") from exc
 
@@ -116,7 +122,7 @@ class SignalingClient:
         ``bye``, a message that breaks the protocol or anything else ends the wait with a SignalingError."""
         try:
             async with asyncio.timeout(timeout):
-                while (msg := self.expect(await self._ws.recv(), kinds)) is None:
+                while (msg := self.expect(await self._connected.recv(), kinds)) is None:
                     pass
                 return msg
         except TimeoutError as exc:
@@ -159,7 +165,7 @@ class SignalingClient:
 
     async def _read_until_gone(self) -> str:
         try:
-            async for raw in self._ws:
+            async for raw in self._connected:
                 try:
                     kind = protocol.parse(raw)["type"]
                 except ProtocolError as exc:

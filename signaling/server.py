@@ -9,6 +9,7 @@ import asyncio
 import logging
 import ssl
 import time
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
@@ -177,7 +178,7 @@ class SignalingServer:
         except ConnectionClosed:
             pass  # that peer is leaving; its own handler cleans up
 
-    def serve(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> serve:
+    def serve(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> AbstractAsyncContextManager[Server]:
         """The websockets server context (``async with server.serve(host, port) as ws_server``); ``tls`` for
         wss:// on the server itself."""
         return serve(self.handler, host, port, process_request=self.health, max_size=protocol.MAX_MESSAGE_BYTES,

@@ -238,7 +238,8 @@ def self_signed(tmp_path) -> tuple[str, str]:
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
             .sign(key, hashes.SHA256()))
     certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
     certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

@@ -51,13 +51,15 @@ def ice_configuration(stun: str | None = None, turn: str | None = None, turn_use
         if not (turn_user and turn_password):
             raise ValueError("--turn needs --turn-user and --turn-password")
         servers.append(RTCIceServer(urls=turn, username=turn_user, credential=turn_password))
-    for server in servers:
+    for url in (stun, turn):
+        if not url:
+            continue
         try:
-            parsed = parse_stun_turn_uri(server.urls)
+            parsed = parse_stun_turn_uri(url)
         except ValueError as exc:
-            raise ValueError(f"bad ICE server URL {server.urls!r}: {exc}") from exc
+            raise ValueError(f"bad ICE server URL {url!r}: {exc}") from exc
         if parsed["scheme"].startswith("turn") and parsed["transport"] not in TURN_TRANSPORTS[parsed["scheme"]]:
-            raise ValueError(f"{server.urls!r}: aiortc takes turn: over udp or tcp, turns: over tcp only")
+            raise ValueError(f"{url!r}: aiortc takes turn: over udp or tcp, turns: over tcp only")
     return RTCConfiguration(iceServers=servers)
 
 

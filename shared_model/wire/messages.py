@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -229,7 +229,7 @@ class FrameDecoder:
             if ref is None:
                 raise MissingReference(f"frame {seq} refers to frame {seq - distance}, which this end does not hold")
         try:
-            time_code, q = decode_payload(data[_HEADER.size:], self.identity.num_keypoints,
+            time_code, q = decode_payload(cast(bytes, data)[_HEADER.size:], self.identity.num_keypoints,
                                           None if ref is None else ref[0], self.settings)
         except CodingError as exc:
             raise WireError(f"frame {seq}: {exc}") from exc
