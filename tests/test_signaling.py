@@ -147,7 +147,8 @@ async def test_bad_offers_are_not_relayed(server_url, offer):
 async def test_idle_joins_cannot_lock_out_new_rooms():
     """Why: 100 idle joins filled the room limit and locked every new call out; joined peers never timed out."""
     limits = Limits(max_rooms=10, rooms_per_client=4, lonely_timeout_s=1.0)
-    async with SignalingServer(limits).serve("127.0.0.1", 0) as ws_server:
+    server = SignalingServer(limits)
+    async with server.serve("127.0.0.1", 0) as ws_server:
         url = f"ws://127.0.0.1:{bound_port(ws_server)}"
         idle, codes = [], []
         for i in range(100):
@@ -158,7 +159,8 @@ async def test_idle_joins_cannot_lock_out_new_rooms():
                 idle.append(ws)
             except ConnectionClosed as exc:
                 codes.append(exc.rcvd.code)
-        assert len(idle) == 4 and set(codes) <= {protocol.CLOSE_TOO_MANY_ROOMS, protocol.CLOSE_RATE_LIMITED}
+            assert len(server.clients.rooms(STRANGER[0])) <= 4  # (a slow run may see the first ones time out)
+        assert len(idle) >= 4 and set(codes) <= {protocol.CLOSE_TOO_MANY_ROOMS, protocol.CLOSE_RATE_LIMITED}
         async with SignalingClient(url, "mine", "receiver", TOKEN):  # another client still gets a room
             async with SignalingClient(url, "mine", "sender", TOKEN) as sender:
                 assert sender.peer_present
