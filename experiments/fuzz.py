@@ -62,7 +62,7 @@ from .mutations import absurd, mutate_bytes, mutate_fields, mutate_text
 CALL_INPUTS = 2000
 #: Loggers of the handlers under test, silenced during a run (every drop logs a line; the counters stay).
 HANDLER_LOGGERS = ("receiver", "sender", "signaling", "shared_model")
-#: How many escaped exceptions a report keeps with their input.
+#: How many examples of each kind (escaped, hang, invalid) a report keeps with their input.
 EXAMPLES = 5
 _EPOCH_NS = 1_700_000_000 * 10**9
 _SDP = ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\na=msid-semantic:WMS *\r\n"
@@ -88,7 +88,7 @@ class Report:
     examples: list[dict[str, str]] = field(default_factory=list)
 
     def example(self, kind: str, what: str, data: Any) -> None:
-        if len(self.examples) < EXAMPLES:
+        if sum(e["kind"] == kind for e in self.examples) < EXAMPLES:
             self.examples.append({"kind": kind, "what": what[:300], "input": repr(data)[:300]})
 
 
