@@ -24,18 +24,18 @@ import logging
 import time
 from pathlib import Path
 
+from shared_model.media.video import write_video
 from shared_model.nets.model import DEFAULT_MODEL, load_model
 from shared_model.runtime.backend import Backend
-from shared_model.media.video import write_video
 from shared_model.training.synthetic import talking_face
 from shared_model.wire.messages import ModelIdentity
 
 from .call import CallSetting, first_frame_refs, run_calls
 from .fuzz import CODECS, SHARES, fuzz
-from .realnet import run_realnet
-from .soak import run_soak
 from .plot import plot_points
 from .rd import Options, run_clip, set_threads
+from .realnet import run_realnet
+from .soak import run_soak
 from .summary import (
     average_points,
     clip_row,

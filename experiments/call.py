@@ -17,10 +17,9 @@ import numpy as np
 from tqdm import tqdm
 
 from receiver.demo import recording_vs_sent, run_call
-from shared_model.nets.model import load_model
-from shared_model.media.video import read_frames
-
 from shared_model.media.metrics import frame_scores
+from shared_model.media.video import read_frames
+from shared_model.nets.model import load_model
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,8 @@ def first_frame_refs(video: Path, folder: Path) -> Path:
 
 
 def _summary(stats: dict[str, Any]) -> dict[str, Any]:
-    keys = ("end_reason", "frames_expected", "frames_received", "frames_lost", "frames_spoiled", "frames_stale", "frames_rendered",
+    keys = ("end_reason", "frames_expected", "frames_received", "frames_lost", "frames_spoiled", "frames_stale",
+            "frames_rendered",
             "frames_skipped", "bytes_per_message", "payload_kbps", "render_fps")
     return {**{k: stats[k] for k in keys}, "wire_kbps": stats["wire_kbps"],
             "latency_ms": {k: stats["latency_ms"][k] for k in ("median", "p95")}, "sender": stats["sender"]}

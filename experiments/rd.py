@@ -26,15 +26,15 @@ import torch
 from tqdm import tqdm
 
 from shared_model.evaluate import load_clip
-from shared_model.runtime.inference import KeypointExtractor, Renderer
-from shared_model.wire.keycoding import CodingSettings
-from shared_model.nets.model import load_model
+from shared_model.media.metrics import frame_scores
 from shared_model.media.references import load_reference_images
 from shared_model.media.video import video_fps
+from shared_model.nets.model import load_model
+from shared_model.runtime.inference import KeypointExtractor, Renderer
+from shared_model.wire.keycoding import CodingSettings
 
 from .baselines import encode_decode
 from .keystream import REFERENCE_FPS, code_stream, held_frames
-from shared_model.media.metrics import frame_scores
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,8 @@ class ClipRun:
         self._renderer: Renderer | None = None
         self._keypoints: tuple[np.ndarray, np.ndarray] | None = None
 
-    def cached(self, name: str, compute: Callable[[], dict[str, Any]], fingerprint: str | None = None) -> dict[str, Any]:
+    def cached(self, name: str, compute: Callable[[], dict[str, Any]],
+               fingerprint: str | None = None) -> dict[str, Any]:
         """The point ``name`` from the cache if it was made with the same fingerprint, else computed and kept."""
         fingerprint = fingerprint or self.fingerprint
         path = self.out / "points" / f"{name}.json"

@@ -15,10 +15,10 @@ import logging
 from pathlib import Path
 
 from shared_model.call.aio import Interrupted, stop_on_signals
-from shared_model.runtime.backend import Backend, add_model_arguments
+from shared_model.call.rtc import add_ice_arguments, configuration_from_args
 from shared_model.logs import setup_logging
 from shared_model.media.references import ReferenceError, load_reference_images
-from shared_model.call.rtc import add_ice_arguments, configuration_from_args
+from shared_model.runtime.backend import Backend, add_model_arguments
 from shared_model.wire.messages import ModelIdentity, WireError
 from signaling.client import SignalingError, add_signaling_arguments, check_signaling_arguments
 

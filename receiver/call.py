@@ -11,9 +11,9 @@ from pathlib import Path
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection
 
 from shared_model.call.aio import unless_stopped
-from shared_model.wire.records import CONTROL, read_records
 from shared_model.call.rtc import ConnectionWatch, DatagramTap, create_channels, selected_pair
 from shared_model.wire.messages import encode_control
+from shared_model.wire.records import CONTROL, read_records
 from signaling.client import SignalingClient
 
 from .session import Session

@@ -27,10 +27,10 @@ import numpy as np
 
 from sender.capture import FileSource
 from shared_model.media.crop import StreamCropper
-from shared_model.nets.model import DEFAULT_MODEL, load_model
 from shared_model.media.references import load_reference_images
-from shared_model.training.synthetic import talking_face
 from shared_model.media.video import read_frames, write_video
+from shared_model.nets.model import DEFAULT_MODEL, load_model
+from shared_model.training.synthetic import talking_face
 from signaling.client import TOKEN_ENV
 from signaling.tokens import new_token
 
@@ -168,12 +168,14 @@ def main(argv: list[str] | None = None) -> int:
     frozen = next(img for _, img in load_reference_images(refs, res))
     psnr_call = float(np.mean([cv2.PSNR(t, r) for t, r in zip(truth, recorded)]))
     psnr_frozen = float(np.mean([cv2.PSNR(t, frozen) for t in truth]))
-    print(f"frames received {stats['frames_received']} / rendered {stats['frames_rendered']} / lost {stats['frames_lost']}")
+    print(f"frames received {stats['frames_received']} / rendered {stats['frames_rendered']} / "
+          f"lost {stats['frames_lost']}")
     print(f"payload {stats['payload_kbps']:.1f} kbps, wire {stats['wire_kbps']['received']:.1f} kbps in, "
           f"latency median {stats['latency_ms']['median']:.0f} ms (p95 {stats['latency_ms']['p95']:.0f}), "
           f"render {stats['render_fps']:.1f} fps")
     print(f"recording PSNR {psnr_call:.2f} dB vs the sender's crops (reference shown unchanged: {psnr_frozen:.2f} dB)")
-    (out / "demo.json").write_text(json.dumps({"psnr": psnr_call, "baseline_psnr": psnr_frozen, "stats": stats}, indent=1))
+    (out / "demo.json").write_text(json.dumps({"psnr": psnr_call, "baseline_psnr": psnr_frozen, "stats": stats},
+                                              indent=1))
     return 0
 
 

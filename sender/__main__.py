@@ -10,11 +10,11 @@ import asyncio
 import logging
 
 from shared_model.call.aio import Interrupted, stop_on_signals
+from shared_model.call.rtc import Impairment, add_ice_arguments, configuration_from_args
+from shared_model.logs import setup_logging
+from shared_model.media.video import VideoError
 from shared_model.runtime.backend import Backend, add_model_arguments
 from shared_model.wire.keycoding import CodingSettings
-from shared_model.logs import setup_logging
-from shared_model.call.rtc import Impairment, add_ice_arguments, configuration_from_args
-from shared_model.media.video import VideoError
 from shared_model.wire.messages import ModelIdentity
 from signaling.client import SignalingError, add_signaling_arguments, check_signaling_arguments
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 
-from shared_model.runtime.backend import Extractor
 from shared_model.media.crop import StreamCropper
+from shared_model.runtime.backend import Extractor
 from shared_model.wire.keycoding import CodingSettings
 from shared_model.wire.messages import EncodedFrame, FrameEncoder, ModelIdentity
 

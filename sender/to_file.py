@@ -5,8 +5,8 @@ import logging
 import threading
 from pathlib import Path
 
-from shared_model.wire.records import RecordWriter
 from shared_model.wire.messages import encode_control
+from shared_model.wire.records import RecordWriter
 
 from .capture import FrameSource
 from .pipeline import FramePipeline

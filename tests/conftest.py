@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from shared_model.media.video import write_video
 from shared_model.nets.config import ModelConfig
 from shared_model.nets.model import TPSModel, save_model
 from shared_model.training.synthetic import talking_face
-from shared_model.media.video import write_video
 from signaling.client import TOKEN_ENV
 from signaling.tokens import new_token
 

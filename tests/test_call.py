@@ -28,13 +28,13 @@ from receiver.demo import free_port, sender_crops, wait_healthy
 from receiver.display import Display, DisplayUnavailable
 from sender import __main__ as sender_cli
 from sender.call import OpenCall, open_call
-from shared_model.nets.config import ModelConfig
-from shared_model.wire.keycoding import CodingSettings
-from shared_model.nets.model import TPSModel, available_models, load_model, save_model
-from shared_model.media.references import load_reference_images
 from shared_model.call.rtc import ice_configuration
-from shared_model.training.synthetic import talking_face
+from shared_model.media.references import load_reference_images
 from shared_model.media.video import read_frames, write_video
+from shared_model.nets.config import ModelConfig
+from shared_model.nets.model import TPSModel, available_models, load_model, save_model
+from shared_model.training.synthetic import talking_face
+from shared_model.wire.keycoding import CodingSettings
 from shared_model.wire.messages import FrameEncoder, ModelIdentity, encode_control
 from signaling.client import SignalingClient
 from signaling.server import SignalingServer, bound_port
@@ -203,7 +203,10 @@ async def test_malformed_and_foreign_messages_are_dropped_and_counted(tmp_path, 
     model = load_model(tiny["tiny"])
     encoder = intra_encoder(model)
     kp, st = np.zeros((model.cfg.num_keypoints, 2)), np.ones(model.cfg.num_keypoints)
-    good = lambda seq: encoder.encode(seq, time.time_ns(), kp, st).data
+
+    def good(seq: int) -> bytes:
+        return encoder.encode(seq, time.time_ns(), kp, st).data
+
     messages = [b"\x20\x00", "text on the keypoint channel", V1_MESSAGE,
                 b"\x30\x00\x00 a future wire version", good(5), good(3), good(6)]
     async with hand_driven_sender(signaling_url, "bad", encoder, model.cfg.resolution) as call:

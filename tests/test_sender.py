@@ -10,11 +10,11 @@ import pytest
 
 from sender import __main__ as sender_cli
 from sender.capture import FileSource, Subsampler
+from shared_model.media.video import write_video
 from shared_model.nets.config import ModelConfig
 from shared_model.nets.model import TPSModel, save_model
-from shared_model.wire.records import CONTROL, FRAME, read_records
 from shared_model.training.synthetic import talking_face
-from shared_model.media.video import write_video
+from shared_model.wire.records import CONTROL, FRAME, read_records
 
 TINY = ModelConfig(resolution=64, kp_channels=(16, 32, 32), motion_channels=(32, 64), gen_channels=(16, 32, 64))
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from shared_model.wire.keycoding import CodingSettings, dequantize, quantize
-from shared_model.wire.records import RecordWriter, read_records
 from shared_model.wire.messages import (
     MAX_DISTANCE,
     FrameDecoder,
@@ -23,6 +22,7 @@ from shared_model.wire.messages import (
     encode_ack,
     encode_control,
 )
+from shared_model.wire.records import RecordWriter, read_records
 
 ID = ModelIdentity("tps", "2fecbaa93f", 50)
 FPS = 25.0

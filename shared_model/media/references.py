@@ -39,7 +39,8 @@ def load_reference_images(folder: str | Path, resolution: int) -> list[tuple[str
     return refs
 
 
-def keypoint_distance(kp_refs: torch.Tensor, str_refs: torch.Tensor, kp: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
+def keypoint_distance(kp_refs: torch.Tensor, str_refs: torch.Tensor, kp: torch.Tensor,
+                      strength: torch.Tensor) -> torch.Tensor:
     """Strength-weighted mean distance between each reference's keypoints (..., R, P, 2) and a frame's
     (..., P, 2): (..., R)."""
     w = str_refs * strength.unsqueeze(-2)

@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import torch
 
-from .cache import onnx_cache_root
-from .inference import KeypointExtractor, Renderer
 from ..nets.model import DEFAULT_MODEL, CodecModel, load_model, pick_device
+from .inference import KeypointExtractor, Renderer
 
 if TYPE_CHECKING:
     from .onnx_backend import OnnxModel

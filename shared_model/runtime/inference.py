@@ -7,8 +7,8 @@ import logging
 import numpy as np
 import torch
 
-from ..nets.model import CodecModel
 from ..media.references import ReferencePicker
+from ..nets.model import CodecModel
 
 log = logging.getLogger(__name__)
 

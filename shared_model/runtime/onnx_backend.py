@@ -14,10 +14,10 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from ..media.references import ReferencePicker
+from ..nets.model import TPSModel
 from .graphs import META_FILE, PARTS, feature_names
 from .quantize import INT8_SUFFIX
-from ..nets.model import TPSModel
-from ..media.references import ReferencePicker
 
 log = logging.getLogger(__name__)
 
