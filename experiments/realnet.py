@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 
 from receiver.demo import run_call, sender_crops
+from shared_model.media.metrics import frame_scores
 from shared_model.nets.model import load_model
 
 from . import netns
 from .baselines import encode_decode
 from .call import first_frame_refs, scored
-from .quality import frame_scores
 
 #: Share of a shaped link's rate given to x264's bitstream (the rest: RTP/UDP/IP headers, feedback).
 LINK_SHARE = 0.8

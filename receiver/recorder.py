@@ -21,6 +21,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 TIME_BASE = Fraction(1, 1000)  # pts in milliseconds
+#: A longer gap between two frames is not filled slot by slot (the player holds the frame across it anyway).
+MAX_GAP_S = 60.0
 #: Longest stretch of the recording that a kill can lose (seconds), besides the encoder's few frames in flight.
 FRAGMENT_S = 1.0
 _FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof",
@@ -68,8 +70,11 @@ class Recorder:
             last_seq, last_ns, held = self._last
             if seq <= last_seq:
                 raise ValueError(f"slot {seq} is not after {last_seq}")
-            for s in range(last_seq + 1, seq):
-                self._encode(held, last_ns + (capture_ns - last_ns) * (s - last_seq) // (seq - last_seq))
+            if seq - last_seq > MAX_GAP_S * self.fps:
+                log.warning("slots %d-%d not recorded: a gap of more than %g s", last_seq + 1, seq - 1, MAX_GAP_S)
+            else:
+                for s in range(last_seq + 1, seq):
+                    self._encode(held, last_ns + (capture_ns - last_ns) * (s - last_seq) // (seq - last_seq))
         self._encode(image, capture_ns)
         self._last = (seq, capture_ns, image)
 

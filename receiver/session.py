@@ -220,6 +220,7 @@ class Session:
 
     def report(self) -> dict[str, Any]:
         out = self.stats.as_dict()
+        out["bounds_resyncs"] = 0 if self.bounds is None else self.bounds.resyncs
         out["recording"] = None if self.recorder is None else {
             "path": str(self.recorder.path), "frames": self.recorder.frames, "first_seq": self.recorder.first_seq}
         return out

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from test_call import hand_driven_sender, intra_encoder, start_receiver
 
-from receiver.bounds import RATE_MARGIN, SLACK_S, FrameBounds, Implausible
+from receiver.bounds import RATE_MARGIN, RESYNC_FRAMES, SLACK_S, FrameBounds, Implausible
 from shared_model.media.video import read_frames
 from shared_model.nets.model import load_model
 from shared_model.wire.messages import MAX_DISTANCE, encode_control
@@ -42,6 +42,21 @@ def test_bounds_follow_the_time_since_the_hello_and_the_newest_frame():
         bounds.admit(first_limit + 602, 65_000 - 1000 * int(SLACK_S + 1))
     assert bounds.last_seq_problem(first_limit + 600) is None
     assert bounds.last_seq_problem(10**6) is not None and bounds.last_seq_problem(3) is not None
+
+
+def test_a_stream_that_really_moved_on_is_followed():
+    """A receiver that fell behind handles a burst: genuine frames far ahead of the newest, in order."""
+    clock = Clock()
+    bounds = FrameBounds(10.0, clock)
+    bounds.admit(0, 0)
+    with pytest.raises(Implausible):  # one frame far ahead: refused
+        bounds.admit(5000, 500_000)
+    for i in range(RESYNC_FRAMES - 1):  # a burst of them, each after the other, until the bounds follow
+        with pytest.raises(Implausible):
+            bounds.admit(900 + i, 90_000 + 100 * i)
+    bounds.admit(900 + RESYNC_FRAMES - 1, 90_000 + 100 * (RESYNC_FRAMES - 1))
+    bounds.admit(900 + RESYNC_FRAMES, 90_000 + 100 * RESYNC_FRAMES)
+    assert bounds.resyncs == 1
 
 
 def test_replayed_files_bound_only_last_seq():
