@@ -5,7 +5,7 @@ A sender numbers its frames from 0 at its first capture after the hello and capt
 second, so by the time ``t`` after the hello no genuine frame carries a sequence number much above
 ``t * fps``, and none arrives much ahead of the newest one: at most ``fps`` frames for every second since that
 one arrived. Capture times advance with the receiver's clock in the same way. Every bound has ``SLACK_S`` of
-network delay and jitter and a ``RATE_MARGIN`` for a sender clock that runs fast. A frame or bye outside them is
+delay and jitter and a ``RATE_MARGIN`` for a sender clock that runs fast. A frame or bye outside them is
 dropped and counted (``implausible``), so one forged message can neither make the receiver drop every genuine
 frame after it nor pad the recording for minutes. The first frame's capture time is not bounded: it is on the
 sender's wall clock, which the receiver does not know; it anchors the call's timeline.
@@ -28,8 +28,9 @@ from shared_model.wire.messages import MAX_DISTANCE, WireError
 
 log = logging.getLogger(__name__)
 
-#: Network delay and jitter a genuine frame may add (seconds).
-SLACK_S = 2.0
+#: Delay a genuine frame may add on top of the time between arrivals (seconds): network jitter, a sender whose
+#: pipeline stalls, a busy receiver that handles its messages late. As long as the default idle timeout.
+SLACK_S = 10.0
 #: How much faster than its stated frame rate a sender's frames may come (its clock, rounding).
 RATE_MARGIN = 1.5
 #: Out-of-bounds frames in a row, each after the one before, that move the bounds to them.
