@@ -55,7 +55,7 @@ _REASON = Field(str, MAX_REASON_CHARS)
 
 #: Every message type and its fields (besides ``type``); a message with other fields is refused.
 SCHEMAS: dict[str, dict[str, Field]] = {
-    "join": {"room": Field(str, 64), "role": _ROLE, "token": Field(str, 128)},
+    "join": {"room": Field(str, 64), "role": _ROLE, "token": Field(str, 128, required=False)},
     "joined": {"room": Field(str, 64), "role": _ROLE, "peer": Field(bool)},
     "peer-joined": {"role": _ROLE},
     "peer-left": {"role": _ROLE},
@@ -103,16 +103,16 @@ def _check_fields(kind: str, msg: dict[str, Any]) -> None:
         raise ProtocolError(f"{kind}: an SDP starts with 'v=0'")
 
 
-def parse_join(raw: str | bytes) -> tuple[str, str, str]:
-    """(room, role, token) of a join message."""
+def parse_join(raw: str | bytes) -> tuple[str, str, str | None]:
+    """(room, role, token) of a join message; the token is None for a joiner without one (the browser page)."""
     msg = parse(raw)
     if msg["type"] != "join":
         raise ProtocolError(f"expected a join message first, got {msg['type']!r}")
     if not ROOM_PATTERN.fullmatch(msg["room"]):
         raise ProtocolError("room must be 1-64 characters of A-Z a-z 0-9 _ . -")
-    if not TOKEN_PATTERN.fullmatch(msg["token"]):
+    if "token" in msg and not TOKEN_PATTERN.fullmatch(msg["token"]):
         raise ProtocolError("token must be 16-128 characters of A-Z a-z 0-9 _ - (python -m signaling.tokens)")
-    return msg["room"], msg["role"], msg["token"]
+    return msg["room"], msg["role"], msg.get("token")
 
 
 def relayed(msg: dict[str, Any]) -> str:

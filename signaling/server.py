@@ -9,6 +9,7 @@ import asyncio
 import logging
 import ssl
 import time
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -23,6 +24,9 @@ from .protocol import ProtocolError
 from .tokens import RoomLock
 
 log = logging.getLogger(__name__)
+
+#: A ``process_request`` hook answering plain HTTP requests (``signaling.static.WebApp``), or None to pass.
+HttpHook = Callable[[ServerConnection, Request], Response | None]
 
 #: A client that does not answer the server's close within this many seconds is cut off (one that floods the
 #: server leaves its close reply behind hundreds of unread messages).
@@ -43,10 +47,13 @@ class SignalingServer:
         limits: rates, caps and timeouts (``limits.Limits``; per client address).
         key: the operator's key: rooms then open only with the tokens it issues (``tokens.room_token``).
             None (default): the first joiner of a room sets its token.
+        web: the hook serving the browser receiver's files (``signaling.static.WebApp``), or None.
     """
 
-    def __init__(self, limits: Limits | None = None, *, key: bytes | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, *, key: bytes | None = None,
+                 web: HttpHook | None = None) -> None:
         self.limits = limits or Limits()
+        self.web = web
         self.lock = RoomLock(key)
         self.rooms: dict[str, Room] = {}
         self.clients = ClientTable(self.limits)
@@ -115,7 +122,7 @@ class SignalingServer:
             else:
                 await self._send_quietly(other, protocol.dumps("peer-left", role=role))
 
-    def _enter(self, name: str, role: str, token: str, address: str) -> tuple[Room | None, tuple[int, str]]:
+    def _enter(self, name: str, role: str, token: str | None, address: str) -> tuple[Room | None, tuple[int, str]]:
         """The room this joiner may take ``role`` in, or None and the close code and reason."""
         room = self.rooms.get(name)
         if room is not None and not self.lock.admits(room.kept, token):
@@ -181,7 +188,8 @@ class SignalingServer:
     def serve(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> AbstractAsyncContextManager[Server]:
         """The websockets server context (``async with server.serve(host, port) as ws_server``); ``tls`` for
         wss:// on the server itself."""
-        return serve(self.handler, host, port, process_request=self.health, max_size=protocol.MAX_MESSAGE_BYTES,
+        return serve(self.handler, host, port, process_request=self.process_request,
+                     max_size=protocol.MAX_MESSAGE_BYTES,
                      ssl=tls, close_timeout=CLOSE_TIMEOUT_S)
 
 

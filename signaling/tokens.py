@@ -50,16 +50,22 @@ class RoomLock:
     def __init__(self, key: bytes | None = None) -> None:
         self.key = key
 
-    def lock(self, room: str, token: str) -> bytes | None:
-        """What a new room keeps to check later joiners, or None when ``token`` may not open ``room``."""
-        if self.key is not None and not hmac.compare_digest(token, room_token(self.key, room)):
+    def lock(self, room: str, token: str | None) -> bytes | None:
+        """What a new room keeps to check later joiners, or None when ``token`` may not open ``room``. Without
+        a key, a joiner without a token (the browser page, which sends none yet) opens an *open* room, which
+        only joiners without a token may enter."""
+        if self.key is not None and not (token and hmac.compare_digest(token, room_token(self.key, room))):
             return None
-        return hashlib.sha256(token.encode()).digest()
+        return _digest(token)
 
     @staticmethod
-    def admits(kept: bytes, token: str) -> bool:
+    def admits(kept: bytes, token: str | None) -> bool:
         """Whether ``token`` opens a room that kept ``kept``."""
-        return hmac.compare_digest(kept, hashlib.sha256(token.encode()).digest())
+        return hmac.compare_digest(kept, _digest(token))
+
+
+def _digest(token: str | None) -> bytes:
+    return hashlib.sha256(token.encode()).digest() if token is not None else b"open room"
 
 
 def main(argv: list[str] | None = None) -> int:

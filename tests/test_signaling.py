@@ -89,6 +89,12 @@ async def test_a_stranger_who_knows_the_room_name_cannot_join(server_url):
         async with SignalingClient(server_url, "call", "sender", TOKEN) as sender:
             await sender.send("offer", sdp="v=0 secret")
             assert (await receiver.receive("offer", timeout=5))["sdp"] == "v=0 secret"
+    async with connect(server_url) as open_room:  # a joiner without a token opens an open room (browser page)
+        await open_room.send(json.dumps({"type": "join", "room": "open", "role": "receiver"}))
+        assert json.loads(await open_room.recv())["type"] == "joined"
+        with pytest.raises(SignalingError, match="wrong token"):  # which a peer holding a token never joins
+            async with SignalingClient(server_url, "open", "sender", TOKEN):
+                pass
 
 
 async def test_operator_key_issues_the_only_tokens_that_open_rooms():

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..nets.model import DEFAULT_MODEL, CodecModel, load_model, pick_device
+from .cache import onnx_cache_root
 from .inference import KeypointExtractor, Renderer
 
 if TYPE_CHECKING:
