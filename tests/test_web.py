@@ -19,10 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import constriction
+import cv2
 import numpy as np
 import pytest
+from test_wire import EPOCH, FPS, ID, stream
 
 from receiver.demo import free_port, wait_healthy
 from receiver.session import Expectation, Session
@@ -47,7 +48,7 @@ from shared_model.wire.messages import (  # noqa: E402 (wire v2's control functi
     hello_fields,
 )
 from shared_model.wire.records import CONTROL, read_records
-from test_wire import EPOCH, FPS, ID, stream
+from signaling.client import TOKEN_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -302,7 +303,8 @@ def test_the_page_receives_a_call_from_the_python_sender_and_draws_what_python_d
     page = browser.new_page()
     errors = []
     page.on("pageerror", lambda err: errors.append(err))
-    page.goto(f"http://127.0.0.1:{server}/room/web-test?record=1&model={tps_graphs[1]}")
+    token = os.environ[TOKEN_ENV]  # the sender below takes it from the environment too
+    page.goto(f"http://127.0.0.1:{server}/room/web-test?record=1&model={tps_graphs[1]}#token={token}")
     page.wait_for_function("['waiting', 'failed'].includes(document.body.dataset.state)", timeout=60_000)
     assert page.inner_text("#status") == "in room web-test: waiting for the sender"
     page.set_input_files("#pictures", str(tmp_path / "ref.png"))
