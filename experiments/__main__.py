@@ -5,29 +5,44 @@
     python -m experiments call --video FILE [--refs DIR] --loss 0,0.05,0.2 [--jitter-ms 0,40] --out DIR
     python -m experiments calibrate --videos DIR --clips A,B,... [--model NAME] --out DIR
     python -m experiments pictures --videos DIR --clips A,B,... [--model NAME] --out DIR
+    python -m experiments fuzz [--count 1000000] [--seed 0] [--targets frame,control,...] --out FILE.json
+    python -m experiments realnet [--video FILE] [--rates 16,32] [--no-turn] --out DIR        (root)
+    python -m experiments soak [--video FILE] [--minutes 30] [--interval 30] --out DIR
 
 ``rd`` writes DIR/results.json and DIR/rd.png; ``rd-set`` runs ``rd`` for every clip of the folder (or only the
 held-out clips: those a data cache's index.json marks held out, or without CACHE those the model's weights
 list) into DIR/clips/, then writes DIR/summary.md, DIR/results.json and DIR/rd.png. Finished points are kept
 and reused: a rerun resumes. ``calibrate`` measures what a stale reference picture costs against the keypoint
 distance (the refresh rule's estimate) and writes DIR/calibration.json; ``pictures`` compares image codecs and
-qualities for the reference pictures and writes DIR/pictures.json. See docs/experiments.md.
+qualities for the reference pictures and writes DIR/pictures.json. ``fuzz`` drives the peers' message
+handlers with random, mutated and absurd inputs and exits 1 if any exception escaped, any input hung or any
+accepted frame was invalid (experiments/fuzz.py). ``realnet`` runs calls over a shaped link and through a TURN
+relay in network namespaces (experiments/realnet.py); ``soak`` runs one long call and samples memory, descriptors,
+threads, frames and latency (experiments/soak.py). See docs/experiments.md.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import time
 from pathlib import Path
 
+from shared_model.media.video import write_video
 from shared_model.nets.model import DEFAULT_MODEL, load_model
+from shared_model.runtime.backend import Backend
+from shared_model.training.synthetic import talking_face
+from shared_model.wire.messages import ModelIdentity
 
 from .calibrate import calibrate
-from .call import CallSetting, run_calls
+from .call import CallSetting, first_frame_refs, run_calls
+from .fuzz import SHARES, fuzz
 from .pictures import markdown as pictures_markdown
 from .pictures import measure as measure_pictures
 from .plot import plot_points
 from .rd import Options, run_clip, set_threads
+from .realnet import run_realnet
+from .soak import run_soak
 from .summary import (
     average_points,
     clip_row,
@@ -158,14 +173,71 @@ def call(args: argparse.Namespace) -> int:
 def calibration(args: argparse.Namespace) -> int:
     result = calibrate([Path(args.videos) / c for c in args.clips], args.model, Path(args.out), args.every,
                        args.max_frames)
-    print(f"{result['pairs']} pairs: loss = {result['loss_at_zero_db']:.2f} + {result['db_per_log_px']:.2f} ln(1 + d) dB, "
-          f"rmse {result['rmse_db']:.2f} dB, correlation {result['fit_correlation']:.2f}, Spearman {result['spearman']:.2f}")
+    print(f"{result['pairs']} pairs: loss = {result['loss_at_zero_db']:.2f} + {result['db_per_log_px']:.2f} "
+          f"ln(1 + d) dB, rmse {result['rmse_db']:.2f} dB, correlation {result['fit_correlation']:.2f}, "
+          f"Spearman {result['spearman']:.2f}")
     print("| keypoint distance px | pairs | mean PSNR loss of the stale picture dB |\n|---|---|---|")
     for row in result["by_distance"]:
         lo, hi = row["distance_px"]
         loss = "–" if row["mean_loss_db"] is None else f"{row['mean_loss_db']:.2f}"
         print(f"| {lo:g}–{hi:g} | {row['pairs']} | {loss} |")
     return 0
+
+
+def fuzz_command(args: argparse.Namespace) -> int:
+    """``fuzz``: the report to --out; 1 when anything escaped, hung or was accepted invalid."""
+    unknown = set(args.targets) - set(SHARES)
+    if unknown:
+        raise SystemExit(f"unknown fuzz targets {sorted(unknown)}; known: {', '.join(SHARES)}")
+    backend = Backend(args.model, "torch", "cpu", threads=args.threads)
+    renderer = backend.renderer([talking_face(frames=1, size=backend.model.cfg.resolution, seed=0)[0]])
+    started = time.monotonic()
+
+    def progress(target: str, done: int) -> None:
+        logging.info("fuzz %s: %d inputs (%.0f s)", target, done, time.monotonic() - started)
+
+    report = fuzz(args.count, renderer, ModelIdentity.of(backend.model), backend.model.cfg.resolution, args.seed,
+                  args.targets, args.hang_ms / 1000, progress)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    print(json.dumps({"totals": report["totals"], **{name: {k: r[k] for k in ("inputs", "escaped", "hangs",
+                                                                               "invalid", "accepted_forged", "seconds")}
+                                                       for name, r in report["targets"].items()}}, indent=1))
+    t = report["totals"]
+    return 1 if t["escaped"] or t["hangs"] or t["invalid"] else 0
+
+
+def clip_or_generated(args: argparse.Namespace, out: Path) -> Path:
+    """``--video``, or a generated talking face (10 s at 25 fps) written to OUT/clip.mp4."""
+    if args.video:
+        return Path(args.video)
+    out.mkdir(parents=True, exist_ok=True)
+    write_video(out / "clip.mp4", talking_face(frames=250, size=256, seed=7), 25.0)
+    return out / "clip.mp4"
+
+
+def soak_command(args: argparse.Namespace) -> int:
+    """``soak``: samples to OUT/soak.json; 1 unless the call ended with bye and no window stalled."""
+    out = Path(args.out)
+    video = clip_or_generated(args, out)
+    refs = Path(args.refs) if args.refs else first_frame_refs(video, out / "refs")
+    report = run_soak(video, refs, out, args.model, args.fps, args.threads, args.minutes, args.interval)
+    print(json.dumps({k: report[k] for k in ("final", "growth_after_warmup", "stalled_windows", "end_seconds",
+                                             "sender_exit", "receiver_exit")},
+                     indent=1))
+    ok = report["final"]["end_reason"] == "bye" and report["stalled_windows"] == 0
+    return 0 if ok and report["sender_exit"] == report["receiver_exit"] == 0 else 1
+
+
+def realnet_command(args: argparse.Namespace) -> int:
+    """``realnet``: the calls' table to OUT/summary.md (and printed); 1 when a call did not end with bye."""
+    out = Path(args.out)
+    video = clip_or_generated(args, out)
+    results = run_realnet(video, Path(args.refs) if args.refs else None, out, args.model, args.fps or None,
+                          args.threads, args.rates, not args.no_turn)
+    print((out / "summary.md").read_text())
+    calls = results["shaped"] + ([results["turn"]] if "turn" in results else [])
+    return 0 if all(c["end_reason"] == "bye" for c in calls) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,9 +278,43 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--model", default=DEFAULT_MODEL)
         p.add_argument("--threads", type=int, default=1)
         p.add_argument("--out", required=True)
+    f = sub.add_parser("fuzz", help="random, mutated and absurd inputs through the peers' message handlers")
+    f.add_argument("--count", type=int, default=1_000_000, help="inputs in all (default %(default)s)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--targets", type=lambda t: tuple(t.split(",")), default=tuple(SHARES),
+                   help=f"which handlers (default all: {','.join(SHARES)})")
+    f.add_argument("--hang-ms", type=float, default=10_000.0,
+                   help="an input taking longer counts as a hang (default %(default)s: a busy CPU stalls for seconds)")
+    f.add_argument("--model", default=DEFAULT_MODEL, help="the receiver's model (only its identity is exercised)")
+    f.add_argument("--threads", type=int, default=1)
+    f.add_argument("--out", required=True, help="report (JSON)")
+    n = sub.add_parser("realnet", help="calls over a 2G-like shaped link and through a TURN relay (root)")
+    n.add_argument("--video", help="clip to stream (default: a generated talking face, 10 s at 25 fps)")
+    n.add_argument("--refs", help="reference images (default: the clip's first frame)")
+    n.add_argument("--rates", type=floats, default=(16.0, 32.0), help="link rates, kbit/s (default 16,32)")
+    n.add_argument("--no-turn", action="store_true", help="skip the call through the TURN relay")
+    n.add_argument("--fps", type=float, default=10.0, help="frames sent per second (default %(default)s)")
+    n.add_argument("--model", default=DEFAULT_MODEL)
+    n.add_argument("--threads", type=int, default=1)
+    n.add_argument("--out", required=True)
+    soak = sub.add_parser("soak", help="one long call on loopback, sampled every interval")
+    soak.add_argument("--video", help="clip, played again and again (default: a generated talking face, 10 s)")
+    soak.add_argument("--refs", help="reference images (default: the clip's first frame)")
+    soak.add_argument("--minutes", type=float, default=30.0)
+    soak.add_argument("--interval", type=float, default=30.0, help="seconds between samples (default %(default)s)")
+    soak.add_argument("--fps", type=float, default=10.0)
+    soak.add_argument("--model", default=DEFAULT_MODEL)
+    soak.add_argument("--threads", type=int, default=1)
+    soak.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     set_threads(args.threads)
+    if args.command == "soak":
+        return soak_command(args)
+    if args.command == "fuzz":
+        return fuzz_command(args)
+    if args.command == "realnet":
+        return realnet_command(args)
     if args.command == "rd":
         results = run_clip(args.video, args.refs, args.model, args.out, _options(args))
         print(json.dumps({k: v for k, v in results.items() if k not in ("points", "motion_px")}, indent=1))

@@ -51,7 +51,8 @@ def clip_pairs(model: Any, video: Path, every: int, max_frames: int) -> list[dic
         fresh = cv2.PSNR(frames[i], renderer.render(kp, st, 255)[0])
         for j, (_, kp_j, st_j) in stale.items():
             loss = fresh - cv2.PSNR(frames[i], renderer.render(kp, st, j + 1)[0])
-            pairs.append({"frame": i, "picture": j, "distance_px": keypoint_gap(kp_j, st_j, kp, st) * model.cfg.resolution / 2,
+            distance_px = keypoint_gap(kp_j, st_j, kp, st) * model.cfg.resolution / 2
+            pairs.append({"frame": i, "picture": j, "distance_px": distance_px,
                           "loss_db": float(loss), "fresh_psnr": float(fresh)})
     return pairs
 
@@ -77,7 +78,8 @@ def calibrate(videos: list[Path], model_name: str, out: Path, every: int = 5, ma
              for lo, hi in bins]
     result = {"model": model.model_id, "model_version": model.version, "resolution": model.cfg.resolution,
               "pairs": len(pairs), "loss_at_zero_db": float(a), "db_per_log_px": float(b),
-              "rmse_db": float(np.sqrt(((fit - loss) ** 2).mean())), "fit_correlation": float(np.corrcoef(fit, loss)[0, 1]),
+              "rmse_db": float(np.sqrt(((fit - loss) ** 2).mean())),
+              "fit_correlation": float(np.corrcoef(fit, loss)[0, 1]),
               "spearman": spearman(d, loss), "by_distance": table,
               "clips": clips}
     out.mkdir(parents=True, exist_ok=True)

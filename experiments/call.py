@@ -17,10 +17,9 @@ import numpy as np
 from tqdm import tqdm
 
 from receiver.demo import recording_vs_sent, run_call
-from shared_model.nets.model import load_model
-from shared_model.media.video import read_frames
-
 from shared_model.media.metrics import frame_scores
+from shared_model.media.video import read_frames
+from shared_model.nets.model import load_model
 
 
 @dataclass(frozen=True)
@@ -42,8 +41,8 @@ def first_frame_refs(video: Path, folder: Path) -> Path:
 
 
 def _summary(stats: dict[str, Any]) -> dict[str, Any]:
-    keys = ("end_reason", "frames_expected", "frames_received", "frames_lost", "frames_spoiled", "frames_stale", "frames_rendered",
-            "frames_skipped", "bytes_per_message", "payload_kbps", "render_fps")
+    keys = ("end_reason", "frames_expected", "frames_received", "frames_lost", "frames_spoiled", "frames_stale",
+            "frames_rendered", "frames_skipped", "bytes_per_message", "payload_kbps", "render_fps")
     return {**{k: stats[k] for k in keys}, "wire_kbps": stats["wire_kbps"],
             "latency_ms": {k: stats["latency_ms"][k] for k in ("median", "p95")}, "sender": stats["sender"]}
 
@@ -58,14 +57,20 @@ def run_setting(video: Path, refs: Path, out: Path, model: str, fps: float | Non
     impair = ["--impair-loss", str(setting.loss), "--impair-jitter-ms", str(setting.jitter_ms),
               "--impair-delay-ms", str(setting.delay_ms), "--impair-seed", str(seed)]
     stats = run_call(video, refs, folder, model, fps, threads, impair + sender_args)
+    result = {"loss": setting.loss, "jitter_ms": setting.jitter_ms, "delay_ms": setting.delay_ms,
+              **scored(video, fps, model, folder, stats)}
+    result_path.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def scored(video: Path, fps: float | None, model: str, folder: Path, stats: dict[str, Any]) -> dict[str, Any]:
+    """A finished call's numbers (``stats``) and its recording (``folder/call.mp4``) scored against the frames
+    the sender cropped: mean PSNR, SSIM, MS-SSIM."""
     resolution = load_model(model).cfg.resolution
     truth, recorded = recording_vs_sent(video, fps, resolution, folder / "call.mp4", stats)
     n = min(len(truth), len(recorded))
     scores = frame_scores(np.stack(truth[:n]), recorded[:n])
-    result = {"loss": setting.loss, "jitter_ms": setting.jitter_ms, "delay_ms": setting.delay_ms,
-              **_summary(stats), **{k: float(v.mean()) for k, v in scores.items()}}
-    result_path.write_text(json.dumps(result, indent=1))
-    return result
+    return {**_summary(stats), **{k: float(v.mean()) for k, v in scores.items()}}
 
 
 def run_calls(video: Path, refs: Path | None, out: Path, model: str, fps: float | None, threads: int,

@@ -128,7 +128,8 @@ class ClipRun:
         for key, image in zip(clip.keys, clip.references):
             self._hold(key, image)
 
-    def cached(self, name: str, compute: Callable[[], dict[str, Any]], fingerprint: str | None = None) -> dict[str, Any]:
+    def cached(self, name: str, compute: Callable[[], dict[str, Any]],
+               fingerprint: str | None = None) -> dict[str, Any]:
         """The point ``name`` from the cache if it was made with the same fingerprint, else computed and kept."""
         fingerprint = fingerprint or self.fingerprint
         path = self.out / "points" / f"{name}.json"

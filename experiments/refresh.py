@@ -3,10 +3,11 @@ parts (``sender.pictures``, ``sender.refresh``, ``shared_model.wire``), every by
 
 The clip's first frame is the first picture (AV1, as the sender codes it); it is on the receiver when the clip
 starts, as the reference is in ``rd``: sent while the call was set up, like a video codec's first keyframe,
-its bytes count in the amortised rate but not against the budget, which starts empty with the clip. Then, frame by frame at the clip's pace: acks that
-are due reach the sender, the sender names a picture for the frame and may queue a refresh, the frame's
-keypoint message is coded (``StreamCoder``), and at most one picture message (announcement or chunk) follows
-when the budget allows, as in a call. A picture the receiver completes is acknowledged ``ack_delay_ms`` later.
+its bytes count in the amortised rate but not against the budget, which starts empty with the clip. Then, frame
+by frame at the clip's pace: acks that are due reach the sender, the sender names a picture for the frame and may
+queue a refresh, the frame's keypoint message is coded (``StreamCoder``), and at most one picture message
+(announcement or chunk) follows when the budget allows, as in a call. A picture the receiver completes is
+acknowledged ``ack_delay_ms`` later.
 
 The budget (``shared_model.wire.budget``) is in the rates' unit here, kbps at 25 frames a second (bits per
 source frame x 25), so over the clip everything sent after the first picture stays within it unless the

@@ -26,7 +26,7 @@ from shared_model.media.references import load_reference_images
 from shared_model.runtime.backend import Backend, add_model_arguments
 from shared_model.wire.control import MAX_PICTURES
 from shared_model.wire.messages import ModelIdentity
-from signaling.client import SignalingError, add_signaling_arguments
+from signaling.client import SignalingError, add_signaling_arguments, check_signaling_arguments
 
 from .call import CallOptions, receive_call, replay_file
 from .display import Display, DisplayUnavailable
@@ -49,12 +49,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--record", metavar="OUT.mp4", help="record the rebuilt frames on the sender's clock")
     ap.add_argument("--display", action="store_true", help="show the rebuilt frames in a window")
     ap.add_argument("--stats-out", metavar="FILE.json", help="write the call's measurements here")
+    ap.add_argument("--stats-interval", type=float, default=0.0, metavar="S",
+                    help="also rewrite --stats-out every S seconds during a call, with a 'window' of the frames "
+                         "rendered since the last time (long calls; default: only at the end)")
     ap.add_argument("--idle-timeout", type=float, default=10.0,
                     help="end the call after this many seconds without a message (default %(default)s)")
     add_model_arguments(ap)
     add_ice_arguments(ap)
     ap.add_argument("-v", "--verbose", action="store_true")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    check_signaling_arguments(ap, args)
+    return args
 
 
 def build_session(args: argparse.Namespace) -> Session:
@@ -81,19 +86,25 @@ async def run(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 2
     stop = asyncio.Event()
+    writer = None
+    if args.stats_out and args.stats_interval > 0:
+        writer = asyncio.ensure_future(_write_every(args.stats_interval, args.stats_out, session))
     with stop_on_signals(stop):
         try:
             if args.input:
                 reason = await replay_file(session, args.input)
             else:
-                reason = await receive_call(session, CallOptions(args.signaling, args.room, rtc, args.idle_timeout),
+                reason = await receive_call(session, CallOptions(args.signaling, args.room, args.token, rtc,
+                                                                     args.idle_timeout),
                                             stop)
         except Interrupted:
             reason = "interrupted"
         except (SignalingError, RuntimeError, CodecError, OSError) as exc:
             log.error("%s", exc)
             reason = f"error: {exc}"
-        await session.finish()
+        if writer is not None:
+            writer.cancel()
+        await session.finish(stop)
     if session.refusal is not None:
         reason = f"refused: {session.refusal}"
     log.info("call ended: %s", reason)
@@ -102,9 +113,24 @@ async def run(args: argparse.Namespace) -> int:
              report["frames_received"], report["frames_rendered"], report["frames_lost"],
              report["latency_ms"]["median"], report["payload_kbps"], report["wire_kbps"])
     if args.stats_out:
-        Path(args.stats_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.stats_out).write_text(json.dumps(report, indent=1))
+        write_json(args.stats_out, report)
     return 0 if reason in CLEAN_ENDS else 1
+
+
+def write_json(path: str, report: dict) -> None:
+    """Replace ``path`` at once (a reader never sees half a file)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=1))
+    tmp.replace(target)
+
+
+async def _write_every(interval: float, path: str, session: Session) -> None:
+    """The stats so far (``end_reason`` null: still running) every ``interval`` seconds."""
+    while True:
+        await asyncio.sleep(interval)
+        write_json(path, {"end_reason": None, **session.report(), "window": session.stats.window()})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,15 +8,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiortc import (
-    RTCConfiguration,
-    RTCDataChannel,
-    RTCPeerConnection,
-    RTCSessionDescription,
-)
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection
 
 from shared_model.call.aio import unless_stopped
-from shared_model.call.rtc import ConnectionWatch, DatagramTap, create_channels
+from shared_model.call.rtc import ConnectionWatch, DatagramTap, create_channels, selected_pair
 from shared_model.wire.control import Bye
 from shared_model.wire.records import CONTROL, read_records
 from signaling.client import SignalingClient
@@ -33,6 +28,7 @@ BYE_GRACE_S = 2.0
 class CallOptions:
     signaling: str
     room: str
+    token: str | None
     rtc: RTCConfiguration
     idle_timeout: float = 10.0
 
@@ -46,9 +42,8 @@ async def _idle(session: Session, timeout: float) -> None:
 async def receive_call(session: Session, opts: CallOptions, stop: asyncio.Event) -> str:
     """Wait for the sender's offer, run the call until it ends; returns why it ended (``session.finish`` is
     left to the caller)."""
-    async with SignalingClient(opts.signaling, opts.room, "receiver") as sig:
+    async with SignalingClient(opts.signaling, opts.room, "receiver", opts.token, stop=stop) as sig:
         log.info("in room %r: waiting for the sender", opts.room)
-        offer = await unless_stopped(sig.receive("offer"), stop)
         pc = RTCPeerConnection(opts.rtc)
         try:
             keypoints, control = create_channels(pc)
@@ -62,12 +57,12 @@ async def receive_call(session: Session, opts: CallOptions, stop: asyncio.Event)
             control.on("message", lambda data: _answer(control, session.on_control(data)))
             session.send_control = lambda data: _answer(control, data)
 
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
-            await pc.setLocalDescription(await pc.createAnswer())
+            await unless_stopped(sig.take_description(pc, "offer"), stop)
             session.stats.tap = DatagramTap(pc)
             await sig.send("answer", sdp=pc.localDescription.sdp)
             await unless_stopped(watch.wait_connected(SETUP_TIMEOUT_S), stop)
-            log.info("connected")
+            session.stats.ice_pair = selected_pair(pc)
+            log.info("connected: %s", session.stats.ice_pair)
             session.last_message = time.monotonic()
             session.start()
             ends = {"bye": session.bye.wait(), "connection lost": watch.ended.wait(),

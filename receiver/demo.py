@@ -20,6 +20,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -27,9 +28,11 @@ import numpy as np
 
 from sender.capture import FileSource
 from shared_model.media.crop import StreamCropper
+from shared_model.media.video import read_frames, write_video
 from shared_model.nets.model import DEFAULT_MODEL, load_model
 from shared_model.training.synthetic import talking_face
-from shared_model.media.video import read_frames, write_video
+from signaling.client import TOKEN_ENV
+from signaling.tokens import new_token
 
 
 def free_port() -> int:
@@ -38,10 +41,41 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def tool(*args: str, log: Path) -> subprocess.Popen:
-    """``python -m`` one of the tools, its output in ``log``."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", *args], stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+@dataclass(frozen=True)
+class Site:
+    """Where one process of a call runs: a command prefix that puts it there (``ip netns exec NS``), the
+    address it listens on (the signaling server) or dials the signaling server at (the peers), and extra
+    arguments (ICE servers)."""
+
+    prefix: tuple[str, ...] = ()
+    host: str = "127.0.0.1"
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the three processes of a call run: all on loopback by default (see experiments/netns.py)."""
+
+    signaling: Site = Site()
+    receiver: Site = Site()
+    sender: Site = Site()
+
+
+def tool(*args: str, log: Path, token: str | None = None, prefix: Sequence[str] = ()) -> subprocess.Popen:
+    """``python -m`` one of the tools (after ``prefix``), its output in ``log``; ``token``: the room token,
+    passed in the environment (``$KPC_ROOM_TOKEN``) rather than on the command line."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **({TOKEN_ENV: token} if token else {})}
+    return subprocess.Popen([*prefix, sys.executable, "-m", *args], stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            env=env)
+
+
+def wait_listening(log: Path, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Until the signaling server logs that it listens (works wherever it runs, namespaces included)."""
+    deadline = time.monotonic() + timeout
+    while "signaling on" not in log.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the signaling server did not start: see {log}")
+        time.sleep(0.1)
 
 
 def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
@@ -72,22 +106,26 @@ def recording_vs_sent(video: Path, fps: float | None, resolution: int, recording
 
 
 def run_call(video: Path, refs: Path | None, out: Path, model: str, fps: float | None, threads: int,
-             sender_args: Sequence[str] = ()) -> dict:
-    """Three processes on loopback; returns the receiver's stats. The sender sends ``refs`` as its pictures
-    (None: it picks them). ``sender_args`` go to the sender as they are (impairment, coding). A call whose last
-    bye was lost (the receiver then ends with "sender left") still counts: its ``end_reason`` says so."""
+             sender_args: Sequence[str] = (), layout: Layout = Layout()) -> dict:
+    """Three processes (on loopback, or as ``layout`` places them); returns the receiver's stats. The sender
+    sends ``refs`` as its pictures (None: it picks them). ``sender_args`` go to the sender as they are
+    (impairment, coding). A call whose last bye was lost (the receiver then ends with "sender left") still
+    counts: its ``end_reason`` says so."""
     port = free_port()
-    url = f"ws://127.0.0.1:{port}"
-    common = ["--model", model, "--threads", str(threads)]
-    signaling = tool("signaling", "--port", str(port), log=out / "signaling.log")
+    common = ["--model", model, "--threads", str(threads), "--room", "demo"]
+    token = new_token()
+    signaling = tool("signaling", "--host", layout.signaling.host, "--port", str(port), log=out / "signaling.log",
+                     prefix=layout.signaling.prefix)
     try:
-        wait_healthy(port, signaling)
-        receiver = tool("receiver", "--signaling", url, "--room", "demo", "--record", str(out / "call.mp4"),
-                        "--stats-out", str(out / "stats.json"), *common, log=out / "receiver.log")
+        wait_listening(out / "signaling.log", signaling)
+        receiver = tool("receiver", "--signaling", f"ws://{layout.receiver.host}:{port}",
+                        "--record", str(out / "call.mp4"), "--stats-out", str(out / "stats.json"), *common,
+                        *layout.receiver.args, log=out / "receiver.log", token=token, prefix=layout.receiver.prefix)
         fps_args = ["--fps", str(fps)] if fps else []
         refs_args = ["--refs", str(refs)] if refs else []
-        sender = tool("sender", "--source", str(video), "--signaling", url, "--room", "demo", *fps_args, *refs_args,
-                      *common, *sender_args, log=out / "sender.log")
+        sender = tool("sender", "--source", str(video), "--signaling", f"ws://{layout.sender.host}:{port}",
+                      *fps_args, *refs_args, *common, *sender_args, *layout.sender.args, log=out / "sender.log",
+                      token=token, prefix=layout.sender.prefix)
         if sender.wait() != 0 or receiver.wait(timeout=120) not in (0, 1) or not (out / "stats.json").is_file():
             raise RuntimeError(f"the call failed: see {out}/sender.log and {out}/receiver.log")
     finally:
@@ -124,14 +162,17 @@ def main(argv: list[str] | None = None) -> int:
     frozen = sender_crops(video, fps, res)[0]
     psnr_call = float(np.mean([cv2.PSNR(t, r) for t, r in zip(truth, recorded)]))
     psnr_frozen = float(np.mean([cv2.PSNR(t, frozen) for t in truth]))
-    print(f"frames received {stats['frames_received']} / rendered {stats['frames_rendered']} / lost {stats['frames_lost']}")
+    print(f"frames received {stats['frames_received']} / rendered {stats['frames_rendered']} / "
+          f"lost {stats['frames_lost']}")
     print(f"payload {stats['payload_kbps']:.1f} kbps, wire {stats['wire_kbps']['received']:.1f} kbps in, "
           f"latency median {stats['latency_ms']['median']:.0f} ms (p95 {stats['latency_ms']['p95']:.0f}), "
           f"render {stats['render_fps']:.1f} fps")
     print(f"pictures: {stats['pictures']['held']} held, {stats['sender']['refreshes']} refreshes, "
           f"{stats['pictures']['bytes']} bytes; first one held after {stats['pictures']['first_held_s']:.1f} s")
-    print(f"recording PSNR {psnr_call:.2f} dB vs the sender's crops (first frame shown unchanged: {psnr_frozen:.2f} dB)")
-    (out / "demo.json").write_text(json.dumps({"psnr": psnr_call, "baseline_psnr": psnr_frozen, "stats": stats}, indent=1))
+    print(f"recording PSNR {psnr_call:.2f} dB vs the sender's crops (first frame shown unchanged: "
+          f"{psnr_frozen:.2f} dB)")
+    (out / "demo.json").write_text(json.dumps({"psnr": psnr_call, "baseline_psnr": psnr_frozen, "stats": stats},
+                                              indent=1))
     return 0
 
 

@@ -4,10 +4,14 @@ One video frame per sender frame slot (sequence number). A slot whose frame was 
 newer one before it could be rendered, repeats the frame held on screen, so the file has the expected frame
 count. Timestamps come from the capture times in the messages; a missing slot's time is interpolated
 between its neighbours (or extrapolated at the hello's frame rate after the last frame).
+
+The file is a fragmented MP4, flushed fragment by fragment (at most every ``FRAGMENT_S``): when the receiver
+is killed, everything up to the last whole fragment stays playable.
 """
 from __future__ import annotations
 
 import logging
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,6 +21,12 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 TIME_BASE = Fraction(1, 1000)  # pts in milliseconds
+#: A longer gap between two frames is not filled slot by slot (the player holds the frame across it anyway).
+MAX_GAP_S = 60.0
+#: Longest stretch of the recording that a kill can lose (seconds), besides the encoder's few frames in flight.
+FRAGMENT_S = 1.0
+_FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof",
+               "frag_duration": str(round(FRAGMENT_S * 1e6)), "flush_packets": "1"}
 
 
 class Recorder:
@@ -32,7 +42,7 @@ class Recorder:
 
     def _open(self, image: np.ndarray) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._container = av.open(str(self.path), "w")
+        self._container = av.open(str(self.path), "w", format="mp4", options=_FRAGMENTED)
         stream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
         stream.height, stream.width = image.shape[:2]
         # Near-lossless, full-resolution chroma: the recording is what quality is measured on, and 4:2:0 at
@@ -60,18 +70,25 @@ class Recorder:
             last_seq, last_ns, held = self._last
             if seq <= last_seq:
                 raise ValueError(f"slot {seq} is not after {last_seq}")
-            for s in range(last_seq + 1, seq):
-                self._encode(held, last_ns + (capture_ns - last_ns) * (s - last_seq) // (seq - last_seq))
+            if seq - last_seq > MAX_GAP_S * self.fps:
+                log.warning("slots %d-%d not recorded: a gap of more than %g s", last_seq + 1, seq - 1, MAX_GAP_S)
+            else:
+                for s in range(last_seq + 1, seq):
+                    self._encode(held, last_ns + (capture_ns - last_ns) * (s - last_seq) // (seq - last_seq))
         self._encode(image, capture_ns)
         self._last = (seq, capture_ns, image)
 
-    def close(self, last_seq: int | None = None) -> None:
-        """Repeat the held frame up to slot ``last_seq`` (the sender's last frame), then finish the file."""
+    def close(self, last_seq: int | None = None, abort: threading.Event | None = None) -> None:
+        """Repeat the held frame up to slot ``last_seq`` (the sender's last frame), unless ``abort`` is set
+        meanwhile, then finish the file."""
         if self._container is None:
             return
         seq, ns, held = self._last
         step = round(1e9 / self.fps)
         for s in range(seq + 1, (last_seq if last_seq is not None else seq) + 1):
+            if abort is not None and abort.is_set():
+                log.warning("recording not padded past slot %d: stopping", s - 1)
+                break
             self._encode(held, ns + (s - seq) * step)
         for packet in self._stream.encode():
             self._container.mux(packet)

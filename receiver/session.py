@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +45,7 @@ from shared_model.wire.control import (
 from shared_model.wire.messages import ACK_INTERVAL_S, FrameDecoder, FrameMessage, ModelIdentity, encode_ack
 from shared_model.wire.pictures import PictureInbox
 
+from .bounds import FrameBounds, Implausible
 from .display import Display
 from .recorder import Recorder
 from .stats import CallStats
@@ -61,11 +63,16 @@ class Expectation:
 
 class Session:
     """One call's state at the receiver. ``send_control`` sends a control message on the call's channel (replies
-    that come later than the message they answer: picture acks); a call file has none."""
+    that come later than the message they answer: picture acks); a call file has none. ``clock`` (seconds) times
+    the bounds on what the sender can have sent by now (``bounds.FrameBounds``); a replayed call file (``live``
+    False) has none."""
 
     def __init__(self, renderer: ReferenceRenderer, expect: Expectation, record: str | None = None,
-                 display: Display | None = None, live: bool = True, max_pictures: int = MAX_PICTURES) -> None:
+                 display: Display | None = None, live: bool = True, max_pictures: int = MAX_PICTURES,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.renderer, self.expect = renderer, expect
+        self.clock = clock if live else None
+        self.bounds: FrameBounds | None = None
         self.record_path, self.display = record, display
         self.recorder: Recorder | None = None
         self.stats = CallStats(live=live)
@@ -107,8 +114,12 @@ class Session:
             self.stats.sender = {"crop": msg.crop, **msg.counts}
             log.info("sender: %s", self.stats.sender)
         elif isinstance(msg, Bye):
-            if msg.last_seq is not None:
-                self.stats.sender_last_seq = msg.last_seq
+            if msg.last_seq is not None and self.bounds is not None:
+                if (problem := self.bounds.last_seq_problem(msg.last_seq)) is None:
+                    self.stats.sender_last_seq = msg.last_seq
+                else:
+                    self.stats.implausible += 1
+                    log.warning("ignored the last_seq of the sender's bye: %s", problem)
             log.info("sender said bye (%s)", msg.reason)
             self.bye.set()
             return Bye("bye received", None).encode()
@@ -132,6 +143,7 @@ class Session:
             return self._refuse(str(exc))
         self.hello = msg
         self.decoder = FrameDecoder(self.expect.identity, msg.coding, msg.fps, msg.epoch_ns)
+        self.bounds = FrameBounds(self.decoder.fps, self.clock)
         self.stats.accepted()
         log.info("accepted the sender: model %s version %s, %s fps, crop %s, coding %s", msg.model,
                  msg.model_version, msg.fps, msg.crop, msg.coding.as_dict())
@@ -189,14 +201,19 @@ class Session:
         predicted from a frame this end does not hold."""
         self.last_message = time.monotonic()
         try:
-            if self.decoder is None:
+            if self.decoder is None or self.bounds is None:
                 raise WireRefused("frame before an accepted hello")
             seq, _ = self.decoder.header(data)
             if seq <= self._newest_seq:
                 self.stats.frame_received(seq, len(data))
                 self.stats.stale += 1
                 return None
-            frame = self.decoder.decode(data)
+            frame = self.decoder.decode(data, self.bounds.admit)
+        except Implausible as exc:
+            self.stats.implausible += 1
+            if self.stats.implausible == 1 or self.stats.implausible % 100 == 0:
+                log.warning("dropped an implausible frame message (%d so far): %s", self.stats.implausible, exc)
+            return None
         except WireRefused as exc:
             self.stats.refused += 1
             if self.stats.refused == 1 or self.stats.refused % 100 == 0:
@@ -260,26 +277,34 @@ class Session:
             self.recorder.write(frame.seq, frame.capture_ns, image)
         return image
 
-    async def finish(self) -> None:
-        """Render what is pending, then finalize the recording (padded to the sender's last frame)."""
+    async def finish(self, stop: asyncio.Event | None = None) -> None:
+        """Render what is pending, then finalize the recording (padded to the sender's last frame, unless
+        ``stop`` is set meanwhile: SIGTERM ends the receiver promptly)."""
+        abort = threading.Event()
+        if stop is not None:
+            aborter = asyncio.ensure_future(stop.wait())
+            aborter.add_done_callback(lambda _: abort.set())
         self._slot.close()
         if self._preparing is not None and not self._preparing.done():
             self._preparing.cancel()
         if self._render_task is not None:
             await self._render_task
-        await asyncio.get_running_loop().run_in_executor(self._pool, self._close_recording)
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._close_recording, abort)
+        if stop is not None:
+            aborter.cancel()
         self._pool.shutdown()
         if self.display is not None:
             self.display.close()
 
-    def _close_recording(self) -> None:
+    def _close_recording(self, abort: threading.Event) -> None:
         if self.recorder is not None:
-            self.recorder.close(self.stats.sender_last_seq)
+            self.recorder.close(self.stats.sender_last_seq, abort)
         elif self.record_path:
             log.warning("no frame rendered: %s not written", self.record_path)
 
     def report(self) -> dict[str, Any]:
         out = self.stats.as_dict()
+        out["bounds_resyncs"] = 0 if self.bounds is None else self.bounds.resyncs
         out["recording"] = None if self.recorder is None else {
             "path": str(self.recorder.path), "frames": self.recorder.frames, "first_seq": self.recorder.first_seq}
         return out

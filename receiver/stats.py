@@ -38,6 +38,7 @@ class CallStats:
     rendered_own: int = 0  # of them, from this end's own pictures (frames naming picture 0)
     malformed: int = 0
     refused: int = 0
+    implausible: int = 0  # well-formed, but no genuine sender could have sent it by then (receiver.bounds)
     stale: int = 0  # arrived after a newer frame: dropped
     spoiled: int = 0  # predicted from a frame that was lost: undecodable
     skipped: int = 0  # replaced by a newer frame before its turn to render
@@ -51,10 +52,12 @@ class CallStats:
     last_seq: int | None = None
     sender_last_seq: int | None = None  # from the sender's bye
     sender: dict[str, Any] | None = None  # the sender's last stats message
+    ice_pair: dict[str, str] | None = None  # the candidate pair the call runs on (types: host, srflx, relay)
     latency_ms: list[float] = field(default_factory=list)
     arrival_ms: list[float] = field(default_factory=list)
     render_ms: list[float] = field(default_factory=list)
     render_times: list[float] = field(default_factory=list)
+    _window_start: int = 0  # rendered frames before the current window (``window``)
     # (seconds, payload bytes so far, tap counts) at the first and the latest frame message
     _first_arrival: tuple[float, int, TapCounts | None] | None = None
     _last_arrival: tuple[float, int, TapCounts | None] | None = None
@@ -109,6 +112,14 @@ class CallStats:
         last = max(s for s in (self.last_seq, self.sender_last_seq, -1) if s is not None)
         return last + 1
 
+    def window(self) -> dict[str, Any]:
+        """Frames rendered and their latency since the previous window (periodic stats of a long call)."""
+        end = len(self.latency_ms)
+        out = {"frames_rendered": end - self._window_start,
+               "latency_ms": summary(self.latency_ms[self._window_start:end])}
+        self._window_start = end
+        return out
+
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "frames_expected": self.expected, "frames_received": self.received, "frames_rendered": self.rendered,
@@ -116,12 +127,13 @@ class CallStats:
             "frames_lost": self.expected - self.received, "frames_stale": self.stale,
             "frames_spoiled": self.spoiled, "frames_skipped": self.skipped,
             "frames_without_picture": self.without_picture, "malformed": self.malformed, "refused": self.refused,
+            "implausible": self.implausible,
             "pictures": {"held": self.pictures_held, "refused": self.pictures_refused, "bytes": self.picture_bytes,
                          "first_held_s": self.first_picture_s},
             "first_seq": self.first_seq, "last_seq": self.last_seq,
             "bytes_per_message": (self.payload_bytes - self.picture_bytes) / self.received if self.received else None,
             "latency_ms": summary(self.latency_ms), "arrival_latency_ms": summary(self.arrival_ms),
-            "render_ms": summary(self.render_ms), "sender": self.sender,
+            "render_ms": summary(self.render_ms), "sender": self.sender, "ice_pair": self.ice_pair,
         }
         span = self.render_times[-1] - self.render_times[0] if len(self.render_times) > 1 else 0.0
         out["render_fps"] = (len(self.render_times) - 1) / span if span > 0 else None

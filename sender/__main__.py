@@ -28,7 +28,7 @@ from shared_model.wire.control import MAX_PICTURES
 from shared_model.wire.keycoding import CodingSettings
 from shared_model.wire.messages import ModelIdentity
 from shared_model.wire.pictures import PictureOutbox
-from signaling.client import SignalingError, add_signaling_arguments
+from signaling.client import SignalingError, add_signaling_arguments, check_signaling_arguments
 
 from .call import CallOptions, run_call
 from .capture import open_source
@@ -49,6 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m sender", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--source", required=True, help="camera index (0, 1, ...) or video file")
+    ap.add_argument("--loop", action="store_true", help="play a video file again and again (long test calls)")
     add_signaling_arguments(ap, "--output", "write the messages to FILE instead of calling")
     ap.add_argument("--fps", type=float, help="send at most N frames a second (default: the source's rate)")
     g = ap.add_argument_group("keypoint coding (wire v2; agreed with the receiver in the hello)")
@@ -81,7 +82,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--impair-seed", type=int, help="random seed of the impairment")
     ap.add_argument("--stats-interval", type=float, default=2.0, help="seconds between stats messages")
     ap.add_argument("-v", "--verbose", action="store_true")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    check_signaling_arguments(ap, args)
+    return args
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -89,10 +92,10 @@ async def run(args: argparse.Namespace) -> int:
     try:
         if not args.max_kbps > 0:
             raise ValueError("--max-kbps must be positive")
-        opts = CallOptions(args.signaling, args.room, configuration_from_args(args),
+        opts = CallOptions(args.signaling, args.room, args.token, configuration_from_args(args),
                            Impairment(args.impair_loss, args.impair_delay_ms / 1000, args.impair_jitter_ms / 1000,
                                       args.impair_seed), args.stats_interval, args.max_kbps)
-        source = open_source(args.source, args.fps)
+        source = open_source(args.source, args.fps, loop=args.loop)
         pipeline = _pipeline(args, source.fps)
     except (CodecError, ValueError, VideoError, FileNotFoundError, RuntimeError) as exc:
         log.error("%s", exc)

@@ -18,12 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from aiortc import (
-    RTCConfiguration,
-    RTCDataChannel,
-    RTCPeerConnection,
-    RTCSessionDescription,
-)
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection
 
 from shared_model.call.aio import LatestSlot, unless_stopped
 from shared_model.call.rtc import (
@@ -59,6 +54,7 @@ BYE_TIMEOUT_S = 10.0
 class CallOptions:
     signaling: str
     room: str
+    token: str | None
     rtc: RTCConfiguration
     impairment: Impairment = field(default_factory=Impairment)
     stats_interval: float = 2.0
@@ -186,7 +182,7 @@ async def _every(interval: float, action: Callable[[], None]) -> None:
 
 async def run_call(source: FrameSource, pipeline: FramePipeline, opts: CallOptions, stop: asyncio.Event) -> int:
     """One call as the offerer; 0 when it ended normally, 1 when it was refused or the connection failed."""
-    async with SignalingClient(opts.signaling, opts.room, "sender") as sig:
+    async with SignalingClient(opts.signaling, opts.room, "sender", opts.token, stop=stop) as sig:
         if not sig.peer_present:
             log.info("in room %r: waiting for the receiver", opts.room)
         await unless_stopped(sig.wait_for_peer(), stop)
@@ -219,8 +215,7 @@ async def open_call(pc: RTCPeerConnection, sig: SignalingClient, stop: asyncio.E
     await pc.setLocalDescription(await pc.createOffer())
     tap = DatagramTap(pc)
     await sig.send("offer", sdp=pc.localDescription.sdp)
-    answer = await unless_stopped(sig.receive("answer", timeout=SETUP_TIMEOUT_S), stop)
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+    await unless_stopped(sig.take_description(pc, "answer", timeout=SETUP_TIMEOUT_S), stop)
     await unless_stopped(watch.wait_connected(SETUP_TIMEOUT_S), stop)
     await wait_open(control, SETUP_TIMEOUT_S)
     return OpenCall(keypoints, control, inbox, watch, tap)

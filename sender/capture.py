@@ -58,34 +58,39 @@ def output_fps(native: float, wanted: float | None) -> float:
 
 class FileSource:
     """A video file. In real time (a call) each frame is released at its own time from the start, like a
-    camera; otherwise (``--output``) frames come as fast as they decode, stamped with their media time."""
+    camera; otherwise (``--output``) frames come as fast as they decode, stamped with their media time. With
+    ``loop`` the file plays again and again until stopped (long test calls)."""
 
-    def __init__(self, path: str | Path, fps: float | None = None, realtime: bool = True) -> None:
+    def __init__(self, path: str | Path, fps: float | None = None, realtime: bool = True, loop: bool = False) -> None:
         self.path = Path(path)
         self.native_fps = video_fps(self.path)  # VideoError for a missing or unreadable file
         self.fps = output_fps(self.native_fps, fps)
         self.subsampler = Subsampler(fps if fps and fps < self.native_fps else None)
-        self.realtime = realtime
+        self.realtime, self.loop = realtime, loop
 
     def frames(self, stop: threading.Event) -> Iterator[Captured]:
         start_ns, start = time.time_ns(), time.monotonic()
-        seq = 0
-        for index, frame in enumerate(iter_frames(self.path)):
-            t = index / self.native_fps
-            if not self.subsampler.keep(t):
-                continue
-            if self.realtime:
-                if stop.wait(max(0.0, start + t - time.monotonic())):
+        seq, index = 0, 0  # index: frames of the file played so far, over every pass
+        while True:
+            for frame in iter_frames(self.path):
+                t = index / self.native_fps
+                index += 1
+                if not self.subsampler.keep(t):
+                    continue
+                if self.realtime:
+                    if stop.wait(max(0.0, start + t - time.monotonic())):
+                        return
+                    capture_ns = time.time_ns()
+                elif stop.is_set():
                     return
-                capture_ns = time.time_ns()
-            elif stop.is_set():
+                else:
+                    capture_ns = start_ns + round(t * 1e9)
+                yield Captured(seq, capture_ns, frame)
+                seq += 1
+            if seq == 0:
+                raise VideoError(f"{self.path} holds no decodable video frames")
+            if not self.loop:
                 return
-            else:
-                capture_ns = start_ns + round(t * 1e9)
-            yield Captured(seq, capture_ns, frame)
-            seq += 1
-        if seq == 0:
-            raise VideoError(f"{self.path} holds no decodable video frames")
 
 
 class CameraSource:
@@ -98,7 +103,9 @@ class CameraSource:
         self.capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # no stale frames queued in the driver
         native = self.capture.get(cv2.CAP_PROP_FPS) or 30.0
         self.fps = output_fps(native, fps)
-        self.subsampler = Subsampler(fps if fps and fps < native else None)
+        # Always on the stated rate: a camera that delivers more than it reports would otherwise send frames
+        # faster than its hello says, and the receiver drops frames no genuine sender can send.
+        self.subsampler = Subsampler(self.fps)
         self.index = index
 
     def frames(self, stop: threading.Event) -> Iterator[Captured]:
@@ -116,6 +123,6 @@ class CameraSource:
             self.capture.release()
 
 
-def open_source(spec: str, fps: float | None, realtime: bool = True) -> FileSource | CameraSource:
-    """``--source``: a camera index (digits) or a video file."""
-    return CameraSource(int(spec), fps) if spec.isdigit() else FileSource(spec, fps, realtime)
+def open_source(spec: str, fps: float | None, realtime: bool = True, loop: bool = False) -> FileSource | CameraSource:
+    """``--source``: a camera index (digits) or a video file (``loop``: played again and again)."""
+    return CameraSource(int(spec), fps) if spec.isdigit() else FileSource(spec, fps, realtime, loop)

@@ -68,7 +68,8 @@ class SenderPictures:
             self._picker.current = ids.index(current) if current in ids else None
             self._ids = ids
         assert self._picker is not None
-        i = self._picker(torch.from_numpy(np.asarray(kp, np.float32)), torch.from_numpy(np.asarray(strength, np.float32)))
+        i = self._picker(torch.from_numpy(np.asarray(kp, np.float32)),
+                         torch.from_numpy(np.asarray(strength, np.float32)))
         return ids[i], float(self._picker.distances[i]) * self.resolution / 2
 
     def choose(self, seq: int, crop: np.ndarray, kp: np.ndarray, strength: np.ndarray, now_s: float) -> int | None:

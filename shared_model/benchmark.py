@@ -71,9 +71,11 @@ def tps_parts(model: CodecModel, src: torch.Tensor, drv: torch.Tensor) -> Parts:
 
     return {
         "source_encoder (receiver, once per reference)": (g.encoder, lambda: g.encoder(src)),
-        "dense_motion incl. TPS solve (receiver, per frame)": (g.dense_motion, lambda: g.dense_motion(src, kp_s, st_s, kp_d, st_d)),
+        "dense_motion incl. TPS solve (receiver, per frame)": (g.dense_motion,
+                                                               lambda: g.dense_motion(src, kp_s, st_s, kp_d, st_d)),
         "decoder incl. feature warps (receiver, per frame)": (g.decoder, decode),
-        "receiver total per frame (cached references)": (None, lambda: g(src, kp_s, st_s, kp_d, st_d, source_feats=feats)),
+        "receiver total per frame (cached references)": (None,
+                                                         lambda: g(src, kp_s, st_s, kp_d, st_d, source_feats=feats)),
     }
 
 
@@ -84,7 +86,8 @@ def iw_parts(model: CodecModel, src: torch.Tensor, drv: torch.Tensor, counts: tu
     parts: Parts = {"reference tokens: encoder + key U-Net (receiver, once per reference)":
                     (None, lambda: g.prepare(src[None], kp_s[None], st_s[None]))}
     for r in counts:
-        refs = g.prepare(src[None].expand(1, r, -1, -1, -1), kp_s[None].expand(1, r, -1, -1), st_s[None].expand(1, r, -1))
+        refs = g.prepare(src[None].expand(1, r, -1, -1, -1), kp_s[None].expand(1, r, -1, -1),
+                         st_s[None].expand(1, r, -1))
         parts[f"receiver per frame, {r} reference{'s' if r > 1 else ''} (attention + decoder)"] = \
             (None, lambda refs=refs: g(refs, kp_d, st_d))
     return parts
@@ -167,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                     runs.append(call_speed(args.model, backend, args.device, n, precision, args.repeats, compiled))
                     r = runs[-1]
                     print(f"{backend:5s} {r['device']:4s} {precision:4s}{' compiled' if compiled else ''} {n} threads: "
-                          f"sender {r['sender_ms']:6.2f} ms (detector {r['sender_detector_ms']:5.2f}), receiver {r['receiver_ms']:6.2f} ms "
+                          f"sender {r['sender_ms']:6.2f} ms (detector {r['sender_detector_ms']:5.2f}), "
+                          f"receiver {r['receiver_ms']:6.2f} ms "
                           f"({r['receiver_fps']:.1f} fps)")
     torch.set_num_threads(threads[0])
     result = benchmark(args.model, pick_device(args.device), args.repeats)

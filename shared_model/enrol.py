@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="enrolment folder to write (give it to the receiver as --refs)")
     ap.add_argument("--model", default=DEFAULT_MODEL, help="the generic model to start from (the sender's)")
     ap.add_argument("--steps", type=int, default=400, help="fine-tuning steps (default %(default)s)")
-    ap.add_argument("--minutes", type=float, default=18.0, help="stop fine-tuning after this long (default %(default)s)")
+    ap.add_argument("--minutes", type=float, default=18.0,
+                    help="stop fine-tuning after this long (default %(default)s)")
     ap.add_argument("--count", type=int, default=4, help="reference pictures (default %(default)s)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--threads", type=int)

@@ -14,6 +14,18 @@ The builtin in brackets stays a base, so code that expects it keeps working.
 """
 from __future__ import annotations
 
+import reprlib
+from typing import Any
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlist, _SHOWN.maxdict = 2, 40, 40, 4, 4
+
+
+def shown(value: Any) -> str:
+    """A short repr of a value from the network for an error message: bounded in length and nesting (a plain repr of
+    a list nested thousands deep raises RecursionError)."""
+    return _SHOWN.repr(value)
+
 
 class CodecError(Exception):
     """Root of the codec's errors about its input (messages, coded data, pictures, files)."""

@@ -8,17 +8,21 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from calls import FPS, FRAMES
+
 from shared_model.media.video import write_video
 from shared_model.nets.config import ModelConfig
 from shared_model.nets.model import TPSModel, save_model
 from shared_model.training.synthetic import talking_face
+from signaling.client import TOKEN_ENV
 from signaling.server import SignalingServer, bound_port
+from signaling.tokens import new_token
 
 # Two threads on the 2-core CI machine; OMP_NUM_THREADS (e.g. 1 beside a training job) wins when set.
 if "OMP_NUM_THREADS" not in os.environ:
     torch.set_num_threads(2)
+# Peers in the tests take their room token from the environment, as a user's would: one per test session.
+os.environ.setdefault(TOKEN_ENV, new_token())
 
 
 @pytest.fixture(scope="session")
@@ -73,3 +77,17 @@ def tiny(tmp_path_factory, small_config) -> dict[str, Path]:
 async def signaling_url():
     async with SignalingServer().serve("127.0.0.1", 0) as ws_server:
         yield f"ws://127.0.0.1:{bound_port(ws_server)}"
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tiny) -> Path:
+    """Weights of an untrained ``small_config`` TPS model, saved as the shipped ones are (id ``tiny``)."""
+    return tiny["tiny"]
+
+
+@pytest.fixture(scope="session")
+def face_refs(tmp_path_factory, face_frames) -> Path:
+    """A reference folder holding the first frame of ``face_frames``."""
+    folder = tmp_path_factory.mktemp("refs")
+    cv2.imwrite(str(folder / "first.png"), cv2.cvtColor(face_frames[0], cv2.COLOR_RGB2BGR))
+    return folder

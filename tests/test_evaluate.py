@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from shared_model.media.crop import clip_crop
 from shared_model.evaluate import evaluate_frames, main
-from shared_model.nets.model import TPSModel, available_models, load_model, save_model
+from shared_model.media.crop import clip_crop
 from shared_model.media.video import read_frames
+from shared_model.nets.model import TPSModel, available_models, load_model, save_model
 
 
 def test_evaluate_cli_on_a_tiny_clip(tmp_path, face_video):

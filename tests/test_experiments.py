@@ -11,13 +11,14 @@ import torch
 from experiments.__main__ import main as experiments_main
 from experiments.baselines import encode_decode
 from experiments.keystream import code_stream, held_frames
-from shared_model.media.metrics import frame_scores, ms_ssim, ms_ssim_scales
 from experiments.rd import Clip, ClipRun, Options, kbps
 from experiments.summary import needed_rate
-from shared_model.wire.keycoding import CodingSettings
+from shared_model.media.metrics import frame_scores, ms_ssim, ms_ssim_scales
+from shared_model.media.video import write_video
 from shared_model.nets.model import TPSModel, save_model
 from shared_model.training.synthetic import talking_face
-from shared_model.media.video import write_video
+from shared_model.wire.keycoding import CodingSettings
+
 
 @pytest.fixture(scope="module")
 def tiny_model(tiny) -> Path:
@@ -131,7 +132,10 @@ def test_rd_cli_end_to_end_and_resume(tmp_path, tiny_model, small_config, monkey
     monkeypatch.undo()
     after = json.loads((tmp_path / "one" / "results.json").read_text())
     assert after["model_version"] != before["model_version"]
-    kp_psnr = lambda r: [p["psnr"] for p in r["points"] if p["codec"] == "keypoints"]
+
+    def kp_psnr(r: dict) -> list[float]:
+        return [p["psnr"] for p in r["points"] if p["codec"] == "keypoints"]
+
     assert kp_psnr(after) != kp_psnr(before)
 
     out = tmp_path / "set"

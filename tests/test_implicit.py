@@ -8,15 +8,15 @@ import pytest
 import torch
 
 from receiver.demo import run_call
-from shared_model.runtime.backend import Backend
 from shared_model.benchmark import benchmark
-from shared_model.nets.config import ModelConfig
 from shared_model.media.crop import clip_crop
-from shared_model.training.data import prepare
-from shared_model.runtime.inference import Renderer
-from shared_model.nets.model import IWModel, TPSModel, load_model, save_model
-from shared_model.train import TrainOptions, init_model, train
 from shared_model.media.video import write_video
+from shared_model.nets.config import ModelConfig
+from shared_model.nets.model import IWModel, TPSModel, load_model, save_model
+from shared_model.runtime.backend import Backend
+from shared_model.runtime.inference import Renderer
+from shared_model.train import TrainOptions, init_model, train
+from shared_model.training.data import prepare
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,11 @@ import torch
 
 from receiver import __main__ as receiver_cli
 from sender import __main__ as sender_cli
+from shared_model.media.video import write_video
 from shared_model.nets.config import ModelConfig
+from shared_model.nets.model import TPSModel, available_models, load_model, save_model
 from shared_model.runtime.graphs import PARTS, example_inputs, export_model, io_names, part_modules
 from shared_model.runtime.inference import KeypointExtractor, Renderer
-from shared_model.nets.model import TPSModel, available_models, load_model, save_model
 from shared_model.runtime.onnx_backend import (
     CPU,
     OnnxKeypointExtractor,
@@ -27,7 +28,6 @@ from shared_model.runtime.onnx_backend import (
     providers_for,
 )
 from shared_model.training.synthetic import talking_face
-from shared_model.media.video import write_video
 
 TINY = ModelConfig(resolution=64, kp_channels=(16, 32, 32), motion_channels=(32, 64), gen_channels=(16, 32, 64))
 

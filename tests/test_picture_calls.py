@@ -10,8 +10,8 @@ import time
 import cv2
 import numpy as np
 import pytest
-
 from calls import FPS, hand_driven_sender, in_process_call, intra_encoder, start_receiver
+
 from receiver import __main__ as receiver_cli
 from receiver.demo import sender_crops
 from sender import __main__ as sender_cli
@@ -101,7 +101,8 @@ async def test_the_budget_holds_over_a_call(tmp_path, signaling_url, clip, tiny)
     stats_path = tmp_path / "stats.json"
     start = time.monotonic()
     rc = await in_process_call(
-        ["--model", str(tiny["tiny"]), "--signaling", signaling_url, "--room", "budget", "--stats-out", str(stats_path)],
+        ["--model", str(tiny["tiny"]), "--signaling", signaling_url, "--room", "budget",
+         "--stats-out", str(stats_path)],
         ["--source", str(clip[0]), "--model", str(tiny["tiny"]), "--signaling", signaling_url, "--room", "budget",
          "--refs", str(folder), "--max-kbps", "3", "--refresh-db", "0"])
     elapsed = time.monotonic() - start

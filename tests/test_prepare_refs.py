@@ -6,8 +6,8 @@ import numpy as np
 from receiver.prepare_refs import main
 from shared_model.media.reference_frames import pick_diverse
 from shared_model.media.references import load_reference_images
-from shared_model.training.synthetic import talking_face
 from shared_model.media.video import write_video
+from shared_model.training.synthetic import talking_face
 
 
 def test_writes_loadable_distinct_references(tmp_path):

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from shared_model.training.data import FrameCache, PairSampler, prepare
-from shared_model.training.losses import LossWeights
 from shared_model.nets.model import TPSModel, load_model
 from shared_model.train import TrainOptions, load_caches, train
+from shared_model.training.data import FrameCache, PairSampler, prepare
+from shared_model.training.losses import LossWeights
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +92,9 @@ def test_people_limit_keeps_the_same_few_people(tmp_path):
     clips = [{"name": f"c{i}.mp4", "person": f"p{i // 2}", "start": 2 * i, "length": 2, "held_out": i == 3}
              for i in range(4)]
     (tmp_path / "index.json").write_text(json.dumps({"resolution": 8, "clips": clips}))
-    persons = lambda limit: {c["person"] for c in load_caches([str(tmp_path)], limit)[0][1]}
+
+    def persons(limit: int | None) -> set[str]:
+        return {c["person"] for c in load_caches([str(tmp_path)], limit)[0][1]}
+
     assert persons(None) == {"p0", "p1"}
     assert len(persons(1)) == 1 and persons(1) == persons(1)

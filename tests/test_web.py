@@ -23,11 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import av
-import cv2
 import constriction
+import cv2
 import msgpack
 import numpy as np
 import pytest
+from test_wire import EPOCH, FPS, ID, stream
 
 from receiver.demo import free_port, wait_healthy
 from receiver.session import Expectation, Session
@@ -43,7 +44,7 @@ from shared_model.wire.control import MAX_PICTURES, TYPES, Bye, Hello, decode_co
 from shared_model.wire.keycoding import PICTURE_CHANGE, SCALES, SHIFT_SCALE, TIME_RANGE, TIME_SCALE, CodingSettings
 from shared_model.wire.messages import ModelIdentity
 from shared_model.wire.records import CONTROL, FRAME, read_records
-from test_wire import EPOCH, FPS, ID, stream
+from signaling.client import TOKEN_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -504,7 +505,8 @@ def test_the_page_receives_a_call_from_the_python_sender_and_draws_what_python_d
     errors, console = [], []
     page.on("pageerror", lambda err: errors.append(err))
     page.on("console", lambda message: console.append(message.text))
-    page.goto(f"http://127.0.0.1:{server}/room/web-test?record=1&model={tps_graphs[1]}")
+    token = os.environ[TOKEN_ENV]  # the sender below takes it from the environment too
+    page.goto(f"http://127.0.0.1:{server}/room/web-test?record=1&model={tps_graphs[1]}#token={token}")
     page.wait_for_function("['waiting', 'failed'].includes(document.body.dataset.state)", timeout=60_000)
     assert page.inner_text("#status") == "in room web-test: waiting for the sender"
     sender = subprocess.Popen([sys.executable, "-m", "sender", "--source", str(tmp_path / "clip.mp4"),

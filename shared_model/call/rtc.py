@@ -51,13 +51,15 @@ def ice_configuration(stun: str | None = None, turn: str | None = None, turn_use
         if not (turn_user and turn_password):
             raise ValueError("--turn needs --turn-user and --turn-password")
         servers.append(RTCIceServer(urls=turn, username=turn_user, credential=turn_password))
-    for server in servers:
+    for url in (stun, turn):
+        if not url:
+            continue
         try:
-            parsed = parse_stun_turn_uri(server.urls)
+            parsed = parse_stun_turn_uri(url)
         except ValueError as exc:
-            raise ValueError(f"bad ICE server URL {server.urls!r}: {exc}") from exc
+            raise ValueError(f"bad ICE server URL {url!r}: {exc}") from exc
         if parsed["scheme"].startswith("turn") and parsed["transport"] not in TURN_TRANSPORTS[parsed["scheme"]]:
-            raise ValueError(f"{server.urls!r}: aiortc takes turn: over udp or tcp, turns: over tcp only")
+            raise ValueError(f"{url!r}: aiortc takes turn: over udp or tcp, turns: over tcp only")
     return RTCConfiguration(iceServers=servers)
 
 
@@ -213,6 +215,20 @@ def wire_rates(start: TapCounts, end: TapCounts) -> dict[str, float | int | None
             "sent_packets": end.sent_packets - start.sent_packets,
             "received_packets": end.received_packets - start.received_packets,
             "seconds": dt}
+
+
+def selected_pair(pc: RTCPeerConnection) -> dict[str, str] | None:
+    """The ICE candidate pair the call runs on: types (``host``, ``srflx``, ``relay``) and addresses of both
+    ends, or None before one is chosen (aioice's ``_nominated``: private, hence the aiortc pin)."""
+    if pc.sctp is None:
+        return None
+    pairs = getattr(pc.sctp.transport.transport._connection, "_nominated", {})
+    pair = pairs.get(1)
+    if pair is None:
+        return None
+    local, remote = pair.local_candidate, pair.remote_candidate
+    return {"local": local.type, "remote": remote.type, "local_address": f"{local.host}:{local.port}",
+            "remote_address": f"{remote.host}:{remote.port}"}
 
 
 async def wait_open(channel: RTCDataChannel, timeout: float) -> None:

@@ -36,7 +36,8 @@ def load_reference_images(folder: str | Path, resolution: int) -> list[tuple[str
     return refs
 
 
-def keypoint_distance(kp_refs: torch.Tensor, str_refs: torch.Tensor, kp: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
+def keypoint_distance(kp_refs: torch.Tensor, str_refs: torch.Tensor, kp: torch.Tensor,
+                      strength: torch.Tensor) -> torch.Tensor:
     """Strength-weighted mean distance between each reference's keypoints (..., R, P, 2) and a frame's
     (..., P, 2): (..., R)."""
     w = str_refs * strength.unsqueeze(-2)
@@ -48,7 +49,8 @@ def keypoint_gap(kp_a: np.ndarray, st_a: np.ndarray, kp_b: np.ndarray, st_b: np.
     """Strength-weighted mean distance between two frames' keypoints (P, 2) (numpy), in crop units ([-1, 1])."""
     d = keypoint_distance(torch.from_numpy(np.asarray(kp_a, np.float32))[None],
                           torch.from_numpy(np.asarray(st_a, np.float32))[None],
-                          torch.from_numpy(np.asarray(kp_b, np.float32)), torch.from_numpy(np.asarray(st_b, np.float32)))
+                          torch.from_numpy(np.asarray(kp_b, np.float32)),
+                          torch.from_numpy(np.asarray(st_b, np.float32)))
     return float(d[0])
 
 

@@ -178,14 +178,38 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
                             f"models {available_models()}")
 
 
-def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.device = "cpu") -> CodecModel:
-    """Load shipped weights or a file written by ``save_model`` or a training checkpoint, in eval mode."""
-    path = resolve_model_path(name_or_path)
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if "model" in blob:  # a training checkpoint
+class WeightsError(ValueError):
+    """A weights file that cannot be used: not one, incomplete, or its content no longer matches its version."""
+
+
+def _read_weights(path: Path) -> dict[str, Any]:
+    """The saved config, meta and state, checked: a stored version must match the state's content."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises assorted errors on files it did not write (EOFError, UnpicklingError, ...)
+        raise WeightsError(f"{path} is not a weights file ({type(exc).__name__}: {str(exc)[:100]})") from exc
+    if isinstance(blob, dict) and "model" in blob:  # a training checkpoint
         blob = blob["model"]
-    model = build_model(ModelConfig.from_dict(blob["config"]), blob.get("meta"))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state"].items()})
+    if not (isinstance(blob, dict) and isinstance(blob.get("config"), dict) and isinstance(blob.get("state"), dict)
+            and isinstance(blob.setdefault("meta", {}), dict)
+            and all(isinstance(v, torch.Tensor) for v in blob["state"].values())):
+        raise WeightsError(f"{path} holds no model: a weights file has a config, meta and a state of tensors")
+    stored = blob["meta"].get("version")
+    if stored is not None and stored != (content := weights_version(blob["state"])):
+        raise WeightsError(f"{path} is damaged: it states version {stored!r}, its content hashes to {content}")
+    return blob
+
+
+def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.device = "cpu") -> CodecModel:
+    """Load shipped weights or a file written by ``save_model`` or a training checkpoint, in eval mode.
+    WeightsError (a ValueError) when the file is not such weights or its content does not match its version."""
+    path = resolve_model_path(name_or_path)
+    blob = _read_weights(path)
+    try:
+        model = build_model(ModelConfig.from_dict(blob["config"]), blob["meta"])
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state"].items()})
+    except (ValueError, TypeError, KeyError, RuntimeError) as exc:
+        raise WeightsError(f"{path}: weights that do not fit their config: {str(exc)[:200]}") from exc
     return model.to(device).eval()
 
 

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import torch
 
+from ..nets.model import DEFAULT_MODEL, CodecModel, load_model, pick_device
 from .cache import onnx_cache_root
 from .inference import KeypointExtractor, ReferenceRenderer, Renderer
-from ..nets.model import DEFAULT_MODEL, CodecModel, load_model, pick_device
 
 if TYPE_CHECKING:
     from .onnx_backend import OnnxModel

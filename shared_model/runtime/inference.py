@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..nets.model import CodecModel
 from ..media.references import ReferencePicker
+from ..nets.model import CodecModel
 
 log = logging.getLogger(__name__)
 

@@ -46,8 +46,13 @@ def calibration_feeds(model: TPSModel, clips: int = 3, frames: int = 24) -> list
 
 def quantize_generator(folder: str | Path, model: TPSModel) -> Path:
     """Write ``generator.int8.onnx`` beside the exported ``generator.onnx``; returns its path."""
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quant_pre_process,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
 
     class Feeds(CalibrationDataReader):
         def __init__(self) -> None:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import msgpack
 
-from ..errors import WireError, WireRefused
+from ..errors import WireError, WireRefused, shown
 from .keycoding import CodingSettings
 from .messages import MAX_SEQ, WIRE_VERSION, FrameEncoder, ModelIdentity
 
@@ -39,7 +39,7 @@ Check = Callable[[Any], Any]
 def integer(lo: int, hi: int) -> Check:
     def check(value: Any) -> int:
         if type(value) is not int or not lo <= value <= hi:  # bool is an int subclass: excluded on purpose
-            raise WireError(f"must be an integer in [{lo}, {hi}], got {value!r:.40}")
+            raise WireError(f"must be an integer in [{lo}, {hi}], got {shown(value)}")
         return value
     return check
 
@@ -48,7 +48,7 @@ def number(lo: float, hi: float) -> Check:
     """A finite number in (lo, hi]."""
     def check(value: Any) -> float:
         if type(value) not in (int, float) or not math.isfinite(value) or not lo < value <= hi:
-            raise WireError(f"must be a number in ({lo:g}, {hi:g}], got {value!r:.40}")
+            raise WireError(f"must be a number in ({lo:g}, {hi:g}], got {shown(value)}")
         return float(value)
     return check
 
@@ -290,7 +290,7 @@ def decode_control(data: bytes | str) -> Control:
         raise WireError(f"control message must be a map, got {type(msg).__name__}")
     version, kind = msg.pop("v", None), msg.pop("t", None)
     if version != WIRE_VERSION or type(version) is not int:
-        raise WireRefused(f"control message of wire version {version!r:.20}, this end speaks {WIRE_VERSION}")
+        raise WireRefused(f"control message of wire version {shown(version)}, this end speaks {WIRE_VERSION}")
     if type(kind) is not str or kind not in TYPES:
-        raise WireError(f"control message of unknown type {kind!r:.40}")
+        raise WireError(f"control message of unknown type {shown(kind)}")
     return TYPES[kind].parse(msg)

@@ -27,7 +27,7 @@ from typing import Any
 import constriction
 import numpy as np
 
-from ..errors import CodingError
+from ..errors import CodingError, shown
 
 #: Laplace scales a block can choose from (index coded in 4 bits).
 SCALES = np.geomspace(0.1, 1000.0, 16)
@@ -67,9 +67,9 @@ class CodingSettings:
         limits = (("kp_step", self.kp_step, 1 / 4096, 1 / 4), ("st_step", self.st_step, 1 / 1024, 1 / 2))
         for name, value, lo, hi in limits:
             if not (isinstance(value, float) and lo <= value <= hi):
-                return f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}"
+                return f"{name} must be a number in [{lo:g}, {hi:g}], got {shown(value)}"
         if not (type(self.anchor_every) is int and 1 <= self.anchor_every <= 64):
-            return f"anchor_every must be an integer in [1, 64], got {self.anchor_every!r}"
+            return f"anchor_every must be an integer in [1, 64], got {shown(self.anchor_every)}"
         return None
 
     @classmethod
@@ -81,7 +81,7 @@ class CodingSettings:
     def from_dict(cls, fields: Any) -> CodingSettings:
         """Settings from a hello; ValueError with the reason when they are missing or out of range."""
         if not isinstance(fields, dict) or set(fields) != {"kp_step", "st_step", "anchor_every"}:
-            raise ValueError(f"coding settings must hold kp_step, st_step and anchor_every, got {fields!r}")
+            raise ValueError(f"coding settings must hold kp_step, st_step and anchor_every, got {shown(fields)}")
         kp, st = (float(v) if type(v) is int else v for v in (fields["kp_step"], fields["st_step"]))
         return cls(kp, st, fields["anchor_every"])
 
@@ -90,11 +90,18 @@ class CodingSettings:
 
     @property
     def kp_max(self) -> int:
-        return round(1.0 / self.kp_step)
+        return _steps_within_one(self.kp_step)
 
     @property
     def st_max(self) -> int:
-        return round(1.0 / self.st_step)
+        return _steps_within_one(self.st_step)
+
+
+def _steps_within_one(step: float) -> int:
+    """The most whole steps that stay within 1.0, so that decoded values never leave their range (1 / step
+    rounded up would let a coarse step reach 1.15)."""
+    n = round(1.0 / step)
+    return n if n * step <= 1.0 else n - 1
 
 
 @dataclass(frozen=True, eq=False)

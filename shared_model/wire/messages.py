@@ -20,8 +20,9 @@ from __future__ import annotations
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -193,8 +194,9 @@ class FrameDecoder:
             raise WireError(f"sequence number {seq} out of range")
         return seq, first & 0x0F
 
-    def decode(self, data: bytes | str) -> FrameMessage:
-        """Decode and check one frame message; it becomes a frame later ones may refer to."""
+    def decode(self, data: bytes | str, admit: Callable[[int, int], None] | None = None) -> FrameMessage:
+        """Decode and check one frame message; it becomes a frame later ones may refer to. ``admit(seq,
+        capture_ms)``, when given, may refuse it first by raising a WireError (the receiver's bounds)."""
         seq, distance = self.header(data)
         ref = None
         if distance:
@@ -202,7 +204,7 @@ class FrameDecoder:
             if ref is None:
                 raise MissingReference(f"frame {seq} refers to frame {seq - distance}, which this end does not hold")
         try:
-            time_code, q = decode_payload(data[_HEADER.size:], self.identity.num_keypoints,
+            time_code, q = decode_payload(cast(bytes, data)[_HEADER.size:], self.identity.num_keypoints,
                                           None if ref is None else ref[0], self.settings)
         except CodingError as exc:
             raise WireError(f"frame {seq}: {exc}") from exc
@@ -211,6 +213,8 @@ class FrameDecoder:
             capture_ms = _unwrap(time_code, TIME_WRAP, newest_ms + (seq - newest_seq) * 1000 / self.fps)
         else:
             capture_ms = ref[1] + round(distance * 1000 / self.fps) + time_code
+        if admit is not None:
+            admit(seq, capture_ms)
         self._frames[seq] = (q, capture_ms)
         if seq > self._newest[0] or len(self._frames) == 1:
             self._newest = (seq, capture_ms)

@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 from ..errors import PictureError
 from .control import CHUNK_BYTES, MAX_PICTURE_BYTES, MAX_PICTURE_ID, MAX_PICTURES, Picture, PictureAck, PictureChunk
 
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 

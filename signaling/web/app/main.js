@@ -79,7 +79,8 @@ async function join(room) {
     kpc.renderer,
     params.get("record") === "1",
   ));
-  const sig = new SignalingClient(signalingUrl(), room);
+  // The room token travels in the URL's fragment (#token=…), which the browser never sends to a server.
+  const sig = new SignalingClient(signalingUrl(), room, new URLSearchParams(location.hash.slice(1)).get("token"));
   let ticker = null;
   try {
     setState("joining", `joining room ${room}…`);

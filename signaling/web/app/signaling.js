@@ -4,9 +4,10 @@
 export class SignalingError extends Error {}
 
 export class SignalingClient {
-  constructor(url, room) {
+  constructor(url, room, token = null) {
     this.url = url;
     this.room = room;
+    this.token = token; // the room's secret (docs/call.md, "Who can join a room"); null joins an open room
     this.queue = [];
     this.waiters = [];
     this.closed = null; // the reason, once the socket closed
@@ -24,7 +25,8 @@ export class SignalingClient {
       this.ws.onopen = resolve;
       this.ws.onerror = () => reject(new SignalingError(`cannot reach the signaling server ${this.url}`));
     });
-    this.send("join", { room: this.room, role: "receiver" });
+    this.send("join", this.token ? { room: this.room, role: "receiver", token: this.token }
+                                 : { room: this.room, role: "receiver" });
     return this.receive("joined");
   }
 
