@@ -39,7 +39,7 @@ class StreamCoder:
 
     def __init__(self, num_keypoints: int, settings: CodingSettings, sent_fps: float, ack_delay_ms: float) -> None:
         self.delay = max(1, math.ceil(ack_delay_ms / 1000.0 * sent_fps - 1e-9))
-        identity = ModelIdentity("experiment", "-", num_keypoints)
+        identity = ModelIdentity("experiment", "-", num_keypoints, "-")
         self.sent_fps = sent_fps
         self.encoder = FrameEncoder(identity, settings, sent_fps, epoch_ns=0)
         self.decoder = FrameDecoder(identity, settings, sent_fps, 0)

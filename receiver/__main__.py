@@ -5,7 +5,10 @@
 
 The sender sends its reference pictures during the call; rendering starts once the first has arrived.
 ``--refs`` adds pictures of the receiver's own, used for the frames that name none of the sender's (before
-its first picture is acknowledged, or all the call when the sender sends none).
+its first picture is acknowledged, or all the call when the sender sends none). A folder written by
+``python -m shared_model.enrol`` also holds a personal generator (``generator.pt``), which the receiver then
+renders with unless ``--model`` says otherwise: the sender keeps the shipped model, whose keypoint detector the
+personal generator shares (the hello checks it).
 
 Exit status: 0 when the call ended with the sender's bye (or the input file was played to its end) or was
 interrupted, 1 when it was refused or the sender vanished, 2 for bad arguments, references or model.
@@ -22,7 +25,8 @@ from shared_model.call.aio import Interrupted, stop_on_signals
 from shared_model.call.rtc import add_ice_arguments, configuration_from_args
 from shared_model.errors import CodecError
 from shared_model.logs import setup_logging
-from shared_model.media.references import load_reference_images
+from shared_model.media.references import GENERATOR_FILE, enrolled_generator, load_reference_images
+from shared_model.nets.model import DEFAULT_MODEL
 from shared_model.runtime.backend import Backend, add_model_arguments
 from shared_model.wire.control import MAX_PICTURES
 from shared_model.wire.messages import ModelIdentity
@@ -54,11 +58,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "rendered since the last time (long calls; default: only at the end)")
     ap.add_argument("--idle-timeout", type=float, default=10.0,
                     help="end the call after this many seconds without a message (default %(default)s)")
-    add_model_arguments(ap)
+    add_model_arguments(ap, None, f"(default: the personal generator in --refs, if it holds {GENERATOR_FILE} "
+                                  f"from shared_model.enrol, else {DEFAULT_MODEL})")
     add_ice_arguments(ap)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     check_signaling_arguments(ap, args)
+    if args.model is None:
+        personal = enrolled_generator(args.refs) if args.refs else None
+        args.model = str(personal) if personal else DEFAULT_MODEL
     return args
 
 
@@ -69,8 +77,9 @@ def build_session(args: argparse.Namespace) -> Session:
     if not 1 <= args.max_pictures <= MAX_PICTURES:
         raise ValueError(f"--max-pictures must be in [1, {MAX_PICTURES}]")
     refs = load_reference_images(args.refs, model.cfg.resolution) if args.refs else []
-    log.info("model %s version %s (%s, %s); %d references of its own%s", model.model_id, model.version,
-             backend.kind, backend.device, len(refs), "".join(f", {name}" for name, _ in refs))
+    log.info("model %s version %s (%s; %s, %s), keypoint detector %s; %d references of its own%s", model.model_id,
+             model.version, args.model, backend.kind, backend.device, model.detector_version, len(refs),
+             "".join(f", {name}" for name, _ in refs))
     renderer = backend.renderer([image for _, image in refs])
     display = Display() if args.display else None
     return Session(renderer, Expectation(ModelIdentity.of(model), model.cfg.resolution), args.record, display,

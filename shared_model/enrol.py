@@ -20,16 +20,13 @@ import time
 from pathlib import Path
 
 from .media.reference_frames import prepare_refs
+from .media.references import GENERATOR_FILE
 from .media.video import VideoError
 from .nets.model import DEFAULT_MODEL, load_model
 from .train import TrainOptions, train
 from .training.data import find_videos, prepare
 
 log = logging.getLogger(__name__)
-
-#: File name of the personal generator inside an enrolment folder.
-GENERATOR_FILE = "generator.pt"
-
 
 def enrol(videos: list[str | Path], out: str | Path, model: str = DEFAULT_MODEL, steps: int = 400,
           minutes: float | None = 18.0, count: int = 4, batch: int = 8, lr: float = 2e-4,

@@ -65,7 +65,8 @@ class WebApp:
             try:
                 meta = json.loads((folder / "meta.json").read_text())
                 index.append({"name": folder.name, **{k: meta[k] for k in
-                                                      ("model", "model_version", "resolution", "num_keypoints")}})
+                                                      ("model", "model_version", "detector_version",
+                                                                                 "resolution", "num_keypoints")}})
             except (OSError, ValueError, KeyError) as exc:
                 log.warning("skipped model folder %s: bad meta.json (%s)", folder, exc)
         return index

@@ -25,7 +25,7 @@ from shared_model.wire.control import (
 from shared_model.wire.keycoding import CodingSettings
 from shared_model.wire.messages import WIRE_VERSION, FrameEncoder, ModelIdentity
 
-ID = ModelIdentity("tps", "8637786482", 50)
+ID = ModelIdentity("tps", "8637786482", 50, "3f0c2a9e51")
 HELLO = Hello.of(FrameEncoder(ID, CodingSettings(), 25.0, 1_790_000_000_000_000_000), 256, (10, 20, 300), "av1")
 EXAMPLES = [
     HELLO, Hello.of(FrameEncoder(ID, CodingSettings(anchor_every=1), 7.5, 0), 256, None, "av1"),
@@ -62,9 +62,11 @@ def test_pictures_travel_as_msgpack_bytes_not_base64():
 
 def test_hello_check_names_what_differs():
     HELLO.check(ID, 256, "av1")
+    HELLO.check(ModelIdentity("tps-personal", "77aa0b1c2d", 50, ID.detector_version), 256, "av1")  # enrolled
     for identity, resolution, codec, match in [
-        (ModelIdentity("tps", "other", 50), 256, "av1", "model 'tps' version '8637786482'"),
-        (ModelIdentity("tps", "8637786482", 40), 256, "av1", "50 keypoints at 256 px"),
+        (ModelIdentity("tps", "8637786482", 50, "other"), 256, "av1",
+         r"model 'tps' version '8637786482' \(keypoint detector '3f0c2a9e51'\).*trained on detector 'other'"),
+        (ModelIdentity("tps", "8637786482", 40, ID.detector_version), 256, "av1", "50 keypoints at 256 px"),
         (ID, 128, "av1", "expects 50 at 128 px"), (ID, 256, "webp", "codes pictures as 'av1'")]:
         with pytest.raises(WireRefused, match=match):
             HELLO.check(identity, resolution, codec)
@@ -156,5 +158,5 @@ def test_mutated_and_random_messages_only_ever_raise_codec_errors():
 def test_messages_have_readable_sizes():
     """The sizes docs/wire-format.md gives."""
     sizes = {m.TYPE: len(m.encode()) for m in (HELLO, Accept(0, 8), Picture(1, 1300, None), PictureAck(1, (1,)))}
-    assert sizes == {"hello": 188, "accept": 41, "picture": 36, "picture-ack": 29}, sizes
+    assert sizes == {"hello": 208, "accept": 41, "picture": 36, "picture-ack": 29}, sizes
     assert len(PictureChunk(1, 0, b"\x00" * CHUNK_BYTES).encode()) == CHUNK_BYTES + 31

@@ -31,7 +31,7 @@ from shared_model.wire.messages import FrameDecoder, FrameEncoder, ModelIdentity
 
 DATA = Path(__file__).parent / "data"
 FRAMES, CONTROL = DATA / "wire_v3_frames.json", DATA / "wire_v3_control.json"
-ID = ModelIdentity("tps", "8637786482", 50)
+ID = ModelIdentity("tps", "8637786482", 50, "3f0c2a9e51")
 SETTINGS = CodingSettings.from_px(0.5, 256, 1 / 16, 4)
 FPS, EPOCH = 25.0, 1_790_000_000_000_000_000
 

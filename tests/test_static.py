@@ -24,7 +24,8 @@ def fake_export(folder: Path, model: str = "tps",
     folder.mkdir(parents=True)
     for part in parts:
         (folder / f"{part}.onnx").write_bytes(f"{model} {part}".encode())
-    meta = {"model": model, "model_version": "abc", "resolution": 256, "num_keypoints": 50, "opset": 18}
+    meta = {"model": model, "model_version": "abc", "detector_version": "d1", "resolution": 256, "num_keypoints": 50,
+            "opset": 18}
     (folder / "meta.json").write_text(json.dumps(meta))
 
 
@@ -86,8 +87,10 @@ async def test_lists_and_serves_complete_exports_only(site):
     status, _, body = await get(f"http://{host}/models/index.json")
     assert status == 200
     assert json.loads(body) == [
-        {"name": "later", "model": "tps-me", "model_version": "abc", "resolution": 256, "num_keypoints": 50},
-        {"name": "tps", "model": "tps", "model_version": "abc", "resolution": 256, "num_keypoints": 50}]
+        {"name": "later", "model": "tps-me", "model_version": "abc", "detector_version": "d1", "resolution": 256,
+         "num_keypoints": 50},
+        {"name": "tps", "model": "tps", "model_version": "abc", "detector_version": "d1", "resolution": 256,
+         "num_keypoints": 50}]
     status, headers, body = await get(f"http://{host}/models/tps/generator.onnx")
     assert (status, headers["Content-Type"], body) == (200, "application/octet-stream", b"tps generator")
 

@@ -245,7 +245,7 @@ def python_outcomes(records: list[tuple[bytes, str | bytes]], identity: ModelIde
 
 def js_outcomes(page, records, identity: ModelIdentity, resolution: int) -> tuple:
     ident = {"modelId": identity.model_id, "modelVersion": identity.model_version,
-             "numKeypoints": identity.num_keypoints}
+             "numKeypoints": identity.num_keypoints, "detectorVersion": identity.detector_version}
     return tuple(page.evaluate(JS_OUTCOMES, [[[k.decode(), wire(d)] for k, d in records], ident, resolution]))
 
 
@@ -264,7 +264,7 @@ def recorded_call(tmp_path_factory, tps_graphs) -> Path:
 def test_a_recorded_call_decodes_bit_exactly(page, recorded_call):
     records = list(read_records(recorded_call))
     hello = decode_control(records[0][1])
-    identity = ModelIdentity(hello.model, hello.model_version, hello.keypoints)
+    identity = ModelIdentity(hello.model, hello.model_version, hello.keypoints, hello.detector)
     want = python_outcomes(records, identity, hello.resolution)
     frames = [o for o in want[0] if isinstance(o, list)]
     # every frame of the file decoded (those of the first second, before the first picture, are not sent)
@@ -305,7 +305,8 @@ def test_loss_reordering_and_damage_are_handled_as_in_python(page, settings, fir
     for i in range(0, len(arrivals) - 3, 3):
         arrivals[i:i + 3] = rng.sample(arrivals[i:i + 3], 3)
     arrivals = [damaged(d, rng) if rng.random() < 0.1 else d for d in arrivals]
-    hello = Hello(ID.model_id, ID.model_version, ID.num_keypoints, 128, FPS, None, settings, EPOCH, PICTURE_CODEC)
+    hello = Hello(ID.model_id, ID.model_version, ID.detector_version, ID.num_keypoints, 128, FPS, None, settings, EPOCH,
+                  PICTURE_CODEC)
     records = [(b"F", arrivals[0]), (CONTROL, hello.encode()), *((b"F", d) for d in arrivals)]
     want = python_outcomes(records, ID, 128)
     assert {"stale", "spoiled", "malformed", "refused"} <= {o for o in want[0] if isinstance(o, str)}
@@ -370,15 +371,16 @@ def mutated(data: bytes, rng: random.Random) -> bytes:
 def test_control_messages_are_checked_and_hellos_accepted_or_refused_as_in_python(page):
     """The same messages checked, the same malformed or of another version, the same hellos refused: variants
     of a hello, the golden message of every type, and 1500 mutated messages."""
-    fields = {"v": 3, "t": "hello", "model": ID.model_id, "model_version": ID.model_version, "keypoints": 50,
+    fields = {"v": 3, "t": "hello", "model": ID.model_id, "model_version": ID.model_version,
+              "detector": ID.detector_version, "keypoints": 50,
               "resolution": 128, "fps": 25.0, "crop": [1, 2, 3], "coding": CodingSettings().as_dict(),
               "epoch_ns": EPOCH, "picture_codec": "av1"}
     coding = fields["coding"]
     variants = [{}, {"v": 2}, {"v": 3.0}, {"v": True}, {"t": "shout"}, {"model": "iw"}, {"model_version": "x"},
-                {"keypoints": 10}, {"keypoints": 50.0}, {"resolution": 256}, {"fps": 0}, {"fps": 300}, {"fps": 30},
-                {"fps": "fast"}, {"fps": True}, {"fps": float("nan")}, {"epoch_ns": -1}, {"epoch_ns": 1.5},
-                {"epoch_ns": 2**64 - 1}, {"crop": None}, {"crop": [1, 2, 0]}, {"crop": [1, 2]}, {"coding": None},
-                {"coding": {**coding, "kp_step": 0.9}}, {"coding": {**coding, "kp_step": 1}},
+                {"detector": "x"}, {"keypoints": 10}, {"keypoints": 50.0}, {"resolution": 256}, {"fps": 0},
+                {"fps": 300}, {"fps": 30}, {"fps": "fast"}, {"fps": True}, {"fps": float("nan")}, {"epoch_ns": -1},
+                {"epoch_ns": 1.5}, {"epoch_ns": 2**64 - 1}, {"crop": None}, {"crop": [1, 2, 0]}, {"crop": [1, 2]},
+                {"coding": None}, {"coding": {**coding, "kp_step": 0.9}}, {"coding": {**coding, "kp_step": 1}},
                 {"coding": {**coding, "st_step": "x"}}, {"coding": {**coding, "anchor_every": 0}},
                 {"coding": {**coding, "anchor_every": 4.0}}, {"coding": {**coding, "extra": 1}},
                 {"picture_codec": "avif"}, {"picture_codec": "a" * 17}, {"extra": 1}, {"model": "é" * 64},
@@ -393,10 +395,14 @@ def test_control_messages_are_checked_and_hellos_accepted_or_refused_as_in_pytho
     messages += golden + [mutated(rng.choice(golden), rng) for _ in range(1500)]
     messages += ['{"type": "hello"}']  # wire v2's JSON, sent as text
     want = [control_outcome(m) for m in messages]
-    ident = {"modelId": ID.model_id, "modelVersion": ID.model_version, "numKeypoints": ID.num_keypoints}
+    ident = {"modelId": ID.model_id, "modelVersion": ID.model_version, "numKeypoints": ID.num_keypoints,
+             "detectorVersion": ID.detector_version}
     got = page.evaluate(JS_CONTROL, [[wire(m) for m in messages], ident])
     assert [(m, w) for m, w, g in zip(messages, want, got, strict=True) if w != g] == []
     assert want[:4] == ["hello accepted", "refused", "refused", "refused"]
+    # another model's name or version is accepted (a personal generator keeps the detector), another detector not
+    assert [want[variants.index(v)] for v in ({"model": "iw"}, {"model_version": "x"}, {"detector": "x"})] == \
+        ["hello accepted", "hello accepted", "hello refused"]
     assert {"hello accepted", "hello refused", "malformed", "refused", *TYPES} - {"hello"} <= set(want)
 
 

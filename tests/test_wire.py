@@ -13,7 +13,7 @@ from shared_model.wire.keycoding import CodingSettings, dequantize, quantize
 from shared_model.wire.messages import MAX_DISTANCE, FrameDecoder, FrameEncoder, ModelIdentity, decode_ack, encode_ack
 from shared_model.wire.records import RecordWriter, read_records
 
-ID = ModelIdentity("tps", "2fecbaa93f", 50)
+ID = ModelIdentity("tps", "2fecbaa93f", 50, "3f0c2a9e51")
 FPS = 25.0
 EPOCH = 1_790_000_000_000_000_000
 SETTINGS = [CodingSettings.from_px(px, 128, st, g)

@@ -11,6 +11,14 @@ from ..errors import ReferenceImageError
 from .crop import NoFaceError, crop_image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+#: A personal generator inside a reference folder (written by ``shared_model.enrol``; the receiver renders with it).
+GENERATOR_FILE = "generator.pt"
+
+
+def enrolled_generator(folder: str | Path) -> Path | None:
+    """The personal generator in a reference folder, if it holds one."""
+    path = Path(folder) / GENERATOR_FILE
+    return path if path.is_file() else None
 
 
 def load_reference_images(folder: str | Path, resolution: int) -> list[tuple[str, np.ndarray]]:

@@ -29,10 +29,11 @@ class Extractor(Protocol):
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser, default_model: str | None = DEFAULT_MODEL,
+                        model_help: str = f"(default {DEFAULT_MODEL})") -> None:
     """``--model --backend --device --onnx-dir``, the same on both ends."""
     g = parser.add_argument_group("model")
-    g.add_argument("--model", default=DEFAULT_MODEL, help="shipped model name or weights file (default %(default)s)")
+    g.add_argument("--model", default=default_model, help=f"shipped model name or weights file {model_help}")
     g.add_argument("--backend", choices=BACKENDS, default="torch", help="run the networks with torch or onnxruntime")
     g.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto", help="GPU when present (auto)")
     g.add_argument("--precision", choices=sorted({p for ps in PRECISIONS.values() for p in ps}), default="fp32",

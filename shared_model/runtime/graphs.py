@@ -98,7 +98,8 @@ def export_model(model: TPSModel, out: str | Path, int8: bool = True) -> Path:
         from .quantize import quantize_generator
 
         quantize_generator(out, model)
-    meta = {"model": model.model_id, "model_version": model.version, "resolution": model.cfg.resolution,
+    meta = {"model": model.model_id, "model_version": model.version, "detector_version": model.detector_version,
+            "resolution": model.cfg.resolution,
             "num_keypoints": model.cfg.num_keypoints, "opset": OPSET, "torch": torch.__version__, "int8": int8}
     (out / META_FILE).write_text(json.dumps(meta, indent=1))
     return out

@@ -163,6 +163,7 @@ class Hello(Control):
     TYPE: ClassVar[str] = "hello"
     model: str = _spec(text(64))
     model_version: str = _spec(text(64))
+    detector: str = _spec(text(64))
     keypoints: int = _spec(integer(1, 1024))
     resolution: int = _spec(integer(16, 4096))
     fps: float = _spec(number(0, 240))
@@ -176,14 +177,18 @@ class Hello(Control):
            picture_codec: str) -> Hello:
         """The hello of a sender coding with ``encoder``."""
         identity = encoder.identity
-        return cls(identity.model_id, identity.model_version, identity.num_keypoints, resolution, encoder.fps, crop,
-                   encoder.settings, encoder.epoch_ns, picture_codec)
+        return cls(identity.model_id, identity.model_version, identity.detector_version, identity.num_keypoints,
+                   resolution, encoder.fps, crop, encoder.settings, encoder.epoch_ns, picture_codec)
 
     def check(self, identity: ModelIdentity, resolution: int, picture_codec: str) -> None:
-        """WireRefused with the reason when this end cannot decode and render the sender's frames."""
-        if (self.model, self.model_version) != (identity.model_id, identity.model_version):
-            raise WireRefused(f"sender runs model {self.model!r} version {self.model_version!r}, this receiver runs "
-                              f"{identity.model_id!r} version {identity.model_version!r}")
+        """WireRefused with the reason when this end cannot decode and render the sender's frames: the keypoints
+        must come from the detector this end's generator was trained on (the models' names and versions may
+        differ: a personal generator keeps the shipped detector)."""
+        if self.detector != identity.detector_version:
+            raise WireRefused(f"sender runs model {self.model!r} version {self.model_version!r} (keypoint detector "
+                              f"{self.detector!r}), this receiver runs {identity.model_id!r} version "
+                              f"{identity.model_version!r}, trained on detector {identity.detector_version!r}: "
+                              "run the same model on both ends, or enrol from the sender's model")
         if (self.keypoints, self.resolution) != (identity.num_keypoints, resolution):
             raise WireRefused(f"sender sends {self.keypoints} keypoints at {self.resolution} px, this receiver "
                               f"expects {identity.num_keypoints} at {resolution} px")

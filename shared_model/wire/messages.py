@@ -55,16 +55,19 @@ _SEQ_WRAP = 2**16
 
 @dataclass(frozen=True)
 class ModelIdentity:
-    """What both ends must agree on: model name, weights version and keypoint count."""
+    """A model as the two ends of a call see it: name and weights version, keypoint count, and the version of the
+    keypoint detector, which is what must match: a receiver may render with any generator trained on the same
+    detector's keypoints (a personal one from ``shared_model.enrol``)."""
 
     model_id: str
     model_version: str
     num_keypoints: int
+    detector_version: str
 
     @classmethod
     def of(cls, model: Any) -> ModelIdentity:
         """The identity of a loaded model."""
-        return cls(model.model_id, model.version, model.cfg.num_keypoints)
+        return cls(model.model_id, model.version, model.cfg.num_keypoints, model.detector_version)
 
 
 @dataclass(frozen=True)

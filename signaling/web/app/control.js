@@ -166,7 +166,7 @@ function counterMap(value) {
 /** Each type's fields, in control.py's order, with their checks. */
 const TYPES = {
   hello: {
-    model: text(64), model_version: text(64), keypoints: integer(1, 1024), resolution: integer(16, 4096),
+    model: text(64), model_version: text(64), detector: text(64), keypoints: integer(1, 1024), resolution: integer(16, 4096),
     fps: number(0, 240), crop: optional(cropBox), coding: codingSettings, epoch_ns: integer(0, MAX_INT64),
     picture_codec: text(16),
   },
@@ -182,13 +182,15 @@ const TYPES = {
 
 /**
  * Why a checked hello must be refused (control.Hello.check), or null when this end can decode and render the
- * sender's frames. `identity`: {modelId, modelVersion, numKeypoints}.
+ * sender's frames. `identity`: {modelId, modelVersion, numKeypoints, detectorVersion}.
  */
 export function checkHello(hello, identity, resolution, pictureCodec) {
-  if (hello.model !== identity.modelId || hello.model_version !== identity.modelVersion) {
+  if (hello.detector !== identity.detectorVersion) {
     return (
-      `sender runs model ${show(hello.model)} version ${show(hello.model_version)}, this receiver runs ` +
-      `${show(identity.modelId)} version ${show(identity.modelVersion)}`
+      `sender runs model ${show(hello.model)} version ${show(hello.model_version)} (keypoint detector ` +
+      `${show(hello.detector)}), this receiver runs ${show(identity.modelId)} version ` +
+      `${show(identity.modelVersion)}, trained on detector ${show(identity.detectorVersion)}: run the same model ` +
+      "on both ends, or enrol from the sender's model"
     );
   }
   if (hello.keypoints !== identity.numKeypoints || hello.resolution !== resolution) {

@@ -3,7 +3,7 @@
 // render-worker.js; this class forwards requests to it and draws its frames onto the canvas at the model's
 // output resolution.
 
-/** The exported models the server offers: [{name, model, model_version, resolution, num_keypoints}]. */
+/** The exported models the server offers: [{name, model, model_version, detector_version, resolution, num_keypoints}]. */
 export async function modelIndex() {
   const response = await fetch("/models/index.json");
   if (!response.ok) {
@@ -62,7 +62,10 @@ export class Renderer {
   }
 
   get identity() {
-    return { modelId: this.entry.model, modelVersion: this.entry.model_version, numKeypoints: this.entry.num_keypoints };
+    return {
+      modelId: this.entry.model, modelVersion: this.entry.model_version, numKeypoints: this.entry.num_keypoints,
+      detectorVersion: this.entry.detector_version,
+    };
   }
 
   /** Replace the own pictures with `images` (ImageData at the model's resolution). */
