@@ -43,15 +43,30 @@ def encode_picture(image: np.ndarray, crf: int = DEFAULT_CRF) -> bytes:
 
 
 def decode_picture(data: bytes, resolution: int) -> np.ndarray:
-    """The RGB uint8 picture (resolution, resolution, 3); PictureError for anything else."""
-    dec = av.CodecContext.create("libdav1d", "r")
-    dec.options = {"max_pixels": str(resolution * resolution)}
+    """The RGB uint8 picture (resolution, resolution, 3); PictureError for anything else.
+
+    The decoder and its frames live and die in ``_decode_av1``, on the caller's thread, with one dav1d thread; no
+    reference to them leaves with an error (a PictureError raised in the receiver's render thread is freed on the
+    event loop's: a dav1d context freed there, mid-error, deadlocked in dav1d_flush under the fuzzer).
+    """
+    problem = None
     try:
-        frames = [*dec.decode(av.Packet(data)), *dec.decode(None)]
+        images = _decode_av1(data, resolution)
     except (av.FFmpegError, ValueError) as exc:
-        raise PictureError(f"picture does not decode as AV1: {exc}") from exc
-    if len(frames) != 1:
-        raise PictureError(f"picture holds {len(frames)} frames, not 1")
-    if (frames[0].width, frames[0].height) != (resolution, resolution):
-        raise PictureError(f"picture is {frames[0].width}x{frames[0].height}, not {resolution}x{resolution}")
-    return frames[0].to_ndarray(format="rgb24")
+        problem = str(exc)
+    if problem is not None:
+        raise PictureError(f"picture does not decode as AV1: {problem}")
+    if len(images) != 1:
+        raise PictureError(f"picture holds {len(images)} frames, not 1")
+    height, width = images[0].shape[:2]
+    if (width, height) != (resolution, resolution):
+        raise PictureError(f"picture is {width}x{height}, not {resolution}x{resolution}")
+    return images[0]
+
+
+def _decode_av1(data: bytes, resolution: int) -> list[np.ndarray]:
+    """Every frame of ``data`` as RGB (at most ``resolution``² pixels each, dav1d refuses larger ones)."""
+    dec = av.CodecContext.create("libdav1d", "r")
+    dec.thread_count = 1
+    dec.options = {"max_pixels": str(resolution * resolution)}
+    return [f.to_ndarray(format="rgb24") for f in [*dec.decode(av.Packet(data)), *dec.decode(None)]]
