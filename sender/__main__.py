@@ -24,7 +24,7 @@ from shared_model.media.picture_codec import DEFAULT_CRF
 from shared_model.media.references import load_reference_images
 from shared_model.media.video import VideoError
 from shared_model.runtime.backend import Backend, add_model_arguments
-from shared_model.wire.control import MAX_PICTURES
+from shared_model.wire.control import MAX_FPS, MAX_PICTURES, MIN_FPS
 from shared_model.wire.keycoding import CodingSettings
 from shared_model.wire.messages import ModelIdentity
 from shared_model.wire.pictures import PictureOutbox
@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--loop", action="store_true", help="play a video file again and again (long test calls)")
     add_signaling_arguments(ap, "--output", "write the messages to FILE instead of calling")
     ap.add_argument("--fps", type=float, help="send at most N frames a second (default: the source's rate)")
-    g = ap.add_argument_group("keypoint coding (wire v2; agreed with the receiver in the hello)")
+    g = ap.add_argument_group("keypoint coding (agreed with the receiver in the hello)")
     g.add_argument("--kp-step", type=float, default=0.5, metavar="PX",
                    help="keypoint quantization step in pixels of the detector's input (default %(default)s)")
     g.add_argument("--st-step", type=float, default=1 / 16, help="strength quantization step (default 1/16)")
@@ -84,6 +84,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     check_signaling_arguments(ap, args)
+    if args.fps is not None and not MIN_FPS <= args.fps <= MAX_FPS:
+        ap.error(f"--fps must be in [{MIN_FPS:g}, {MAX_FPS:g}]")
     return args
 
 

@@ -97,6 +97,7 @@ def _with(msg, **changes) -> bytes:
     (_with(Accept(0, 8), max_pictures=9), "max_pictures must be an integer in \\[1, 8\\]"),
     (_with(Accept(0, 8), own_pictures=True), "own_pictures must be an integer"),
     (_with(HELLO, fps=float("nan")), "fps must be a number"), (_with(HELLO, fps=0), "fps must be a number"),
+    (_with(HELLO, fps=5e-324), r"fps must be a number in \[0.1, 240\]"),
     (_with(HELLO, fps="fast"), "fps must be a number"), (_with(HELLO, model="m" * 65), "model must be text"),
     (_with(HELLO, crop=[1, 2]), "crop must be a list"), (_with(HELLO, crop=[1, 2, 0]), "side must be at least 1"),
     (_with(HELLO, crop=[[1], 2, 3]), "crop must be an integer"), (_with(HELLO, epoch_ns=-1), "epoch_ns"),

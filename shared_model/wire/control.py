@@ -32,6 +32,9 @@ MAX_PICTURE_ID = 255
 #: A receiver holds at most this many of the sender's pictures (it says how many in its accept).
 MAX_PICTURES = 8
 _TEXT = 1000  # longest reason text
+#: A sender's frame rate: at least one frame every 10 s (a rate of 5e-324 once made every later frame raise:
+#: the frame interval overflowed), at most 240 a second.
+MIN_FPS, MAX_FPS = 0.1, 240.0
 
 Check = Callable[[Any], Any]
 
@@ -45,10 +48,10 @@ def integer(lo: int, hi: int) -> Check:
 
 
 def number(lo: float, hi: float) -> Check:
-    """A finite number in (lo, hi]."""
+    """A finite number in [lo, hi]."""
     def check(value: Any) -> float:
-        if type(value) not in (int, float) or not math.isfinite(value) or not lo < value <= hi:
-            raise WireError(f"must be a number in ({lo:g}, {hi:g}], got {shown(value)}")
+        if type(value) not in (int, float) or not math.isfinite(value) or not lo <= value <= hi:
+            raise WireError(f"must be a number in [{lo:g}, {hi:g}], got {shown(value)}")
         return float(value)
     return check
 
@@ -166,7 +169,7 @@ class Hello(Control):
     detector: str = _spec(text(64))
     keypoints: int = _spec(integer(1, 1024))
     resolution: int = _spec(integer(16, 4096))
-    fps: float = _spec(number(0, 240))
+    fps: float = _spec(number(MIN_FPS, MAX_FPS))
     crop: tuple[int, int, int] | None = _spec(optional(crop_box))
     coding: CodingSettings = _spec(coding_settings)
     epoch_ns: int = _spec(integer(0, 2**63 - 1))

@@ -13,6 +13,8 @@ export const CHUNK_BYTES = 1000;
 export const MAX_PICTURE_BYTES = 65536;
 export const MAX_PICTURE_ID = 255;
 export const MAX_PICTURES = 8;
+/** A sender's frame rate (control.py MIN_FPS, MAX_FPS). */
+const MIN_FPS = 0.1, MAX_FPS = 240;
 const TEXT = 1000;
 const MAX_INT64 = 2n ** 63n - 1n;
 
@@ -73,12 +75,12 @@ function integer(lo, hi) {
   };
 }
 
-/** A finite number in (lo, hi]. */
+/** A finite number in [lo, hi]. */
 function number(lo, hi) {
   return (value) => {
     const v = value instanceof Float ? value.value : isInteger(value) ? Number(value) : NaN;
-    if (!(Number.isFinite(v) && lo < v && v <= hi)) {
-      throw new WireError(`must be a number in (${lo}, ${hi}], got ${show(value)}`);
+    if (!(Number.isFinite(v) && lo <= v && v <= hi)) {
+      throw new WireError(`must be a number in [${lo}, ${hi}], got ${show(value)}`);
     }
     return v;
   };
@@ -167,7 +169,7 @@ function counterMap(value) {
 const TYPES = {
   hello: {
     model: text(64), model_version: text(64), detector: text(64), keypoints: integer(1, 1024), resolution: integer(16, 4096),
-    fps: number(0, 240), crop: optional(cropBox), coding: codingSettings, epoch_ns: integer(0, MAX_INT64),
+    fps: number(MIN_FPS, MAX_FPS), crop: optional(cropBox), coding: codingSettings, epoch_ns: integer(0, MAX_INT64),
     picture_codec: text(16),
   },
   accept: { own_pictures: integer(0, 255), max_pictures: integer(1, MAX_PICTURES) },
