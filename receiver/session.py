@@ -2,7 +2,8 @@
 
 Frame messages are decoded and checked on the event loop; the newest waits in a one-frame slot and is
 rendered in a worker thread. A frame older than one already decoded is dropped undecoded, so the screen
-never goes back in time; between frames (and through losses) the last rendered frame stays on screen. A frame
+never goes back in time; between frames (and through losses) the last rendered frame stays on screen. The
+recording is encoded in a thread of its own, so the render thread goes on to the next frame meanwhile. A frame
 predicted from a lost one cannot be decoded (spoiled). The newest decoded frame is acknowledged to the sender
 (an ack on the keypoint channel, at most every ``ACK_INTERVAL_S``), so that its anchor frames refer only to
 frames this end holds.
@@ -53,6 +54,9 @@ from .stats import CallStats
 log = logging.getLogger(__name__)
 
 
+#: Rendered frames that may wait for the recording's encoder before the render thread waits for it.
+RECORD_QUEUE = 50
+
 @dataclass(frozen=True)
 class Expectation:
     """What the sender must match: this end's model and resolution."""
@@ -88,6 +92,8 @@ class Session:
         self._last_ack = float("-inf")
         self._slot: LatestSlot[FrameMessage] = LatestSlot()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="render")
+        self._record_pool = ThreadPoolExecutor(1, thread_name_prefix="record")
+        self._record_room = threading.Semaphore(RECORD_QUEUE)
         self._render_task: asyncio.Task | None = None
 
     # --- control channel ---
@@ -272,10 +278,20 @@ class Session:
         image, _ = self.renderer.render(frame.keypoints, frame.strengths, frame.picture)
         self.stats.frame_rendered(frame, time.perf_counter() - t0)
         if self.record_path:
+            self._record_room.acquire()  # blocks only when the encoder is RECORD_QUEUE frames behind
+            self._record_pool.submit(self._record, frame.seq, frame.capture_ns, image)
+        return image
+
+    def _record(self, seq: int, capture_ns: int, image: np.ndarray) -> None:
+        try:
             if self.recorder is None:
                 self.recorder = Recorder(self.record_path, self.hello.fps)
-            self.recorder.write(frame.seq, frame.capture_ns, image)
-        return image
+            self.recorder.write(seq, capture_ns, image)
+        except Exception:
+            log.exception("recording failed at frame %d: the call goes on unrecorded", seq)
+            self.record_path = None
+        finally:
+            self._record_room.release()
 
     async def finish(self, stop: asyncio.Event | None = None) -> None:
         """Render what is pending, then finalize the recording (padded to the sender's last frame, unless
@@ -289,10 +305,11 @@ class Session:
             self._preparing.cancel()
         if self._render_task is not None:
             await self._render_task
-        await asyncio.get_running_loop().run_in_executor(self._pool, self._close_recording, abort)
+        await asyncio.get_running_loop().run_in_executor(self._record_pool, self._close_recording, abort)
         if stop is not None:
             aborter.cancel()
         self._pool.shutdown()
+        self._record_pool.shutdown()
         if self.display is not None:
             self.display.close()
 

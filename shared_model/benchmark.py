@@ -155,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
     ap.add_argument("--threads", default="1,2", help="CPU thread counts to measure (default %(default)s)")
     ap.add_argument("--backends", default="torch,onnx", help="torch and/or onnx (default %(default)s)")
-    ap.add_argument("--precisions", default="fp32,int8", help="fp32, bf16, fp16 (torch), int8 (onnx); each with the "
-                    "backends that run it (default %(default)s)")
+    ap.add_argument("--precisions", default="fp32,bf16,int8",
+                    help="fp32, bf16, fp16 (torch), int8 (onnx); each with the backends that run it "
+                         "(default %(default)s)")
     ap.add_argument("--compile", action="store_true", help="also measure torch with torch.compile'd generator")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--out", help="JSON file to write")

@@ -258,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="JSON file to write")
     ap.add_argument("--video-out", help="mp4 with ground truth and reconstruction side by side")
     add_model_arguments(ap)
+    ap.set_defaults(precision="fp32")  # the model's own figures; --precision auto scores what a receiver shows
     ap.add_argument("--compare", nargs="+", default=[], metavar="MODEL",
                     help="also rebuild with these (lower-resolution) models, upscaled bicubic to this model's size")
     ap.add_argument("--frames-per-clip", type=int, help="score this many frames spread over each clip")

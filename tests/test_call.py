@@ -58,7 +58,9 @@ def test_three_processes_end_to_end(tmp_path, clip, refs):
     assert stats["end_reason"] == "bye"
     assert counts["without_face"] == 0 and stats["frames_expected"] == FRAMES
     # Two pictures chosen; the first is held, the second may still be on its way when the 4 s clip ends.
-    assert counts["pictures"] == 2 and stats["pictures"]["held"] >= 1 and stats["pictures"]["refused"] == 0
+    # (A refresh may follow when the receiver acknowledges them in time: the clip turns enough for one.)
+    assert counts["pictures"] - counts["refreshes"] == 2
+    assert stats["pictures"]["held"] >= 1 and stats["pictures"]["refused"] == 0
     # The first second's frames wait while the pictures are chosen and sent; the rest are all sent.
     assert counts["waiting_for_picture"] <= 20 and stats["frames_received"] >= 0.9 * counts["sent"] > 0, stats
     assert stats["frames_rendered"] > 0 and stats["frames_without_picture"] == stats["frames_rendered_from_own"] == 0

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from shared_model.media.crop import NoFaceError, StreamCropper, clip_crop, crop_image, detect_face
+from shared_model.media.crop import NoFaceError, StreamCropper, clip_crop, crop_image, detect_face, detect_face_near
 
 
 def test_face_found_and_crop_inside_frame(face_frames):
@@ -43,3 +43,22 @@ def test_stream_crop_follows_a_large_move(face_frames):
     for _ in range(15):
         cropper(shifted)
     assert cropper.crop.x > start.x + 80
+
+
+def test_tracking_finds_the_face_near_where_it_was(face_frames):
+    """The cheap search around the last face agrees with the whole-frame search, and reports a face that left
+    its window as not there (the cropper then searches the whole frame)."""
+    frame = np.zeros((480, 640, 3), np.uint8)
+    frame[100:356, 300:556] = face_frames[0]
+    full = detect_face(frame)
+    near = detect_face_near(frame, full)
+    assert near is not None
+    assert np.abs(np.array(near) - np.array(full)).max() < 0.1 * full[2], (near, full)
+    moved = np.zeros_like(frame)
+    moved[100:356, 0:256] = face_frames[0]
+    assert detect_face_near(moved, full) is None
+    cropper = StreamCropper(64, every=1)
+    cropper(frame)
+    for _ in range(15):
+        cropper(moved)
+    assert cropper.crop.x + cropper.crop.size <= 300

@@ -66,6 +66,40 @@ def detect_face(frame: np.ndarray) -> tuple[float, float, float] | None:
     return x + fw / 2.0, y + fh / 2.0, float(max(fw, fh))
 
 
+#: Tracking: a face already found is looked for again in a window this many face sides wide around it, scaled
+#: so that the face is about ``TRACK_FACE_PX`` pixels: a few scales of a small image instead of the whole frame.
+TRACK_WINDOW = 2.5
+TRACK_FACE_PX = 64
+
+
+def detect_face_near(frame: np.ndarray, face: tuple[float, float, float]) -> tuple[float, float, float] | None:
+    """``detect_face`` in a window around ``face`` (centre x, centre y, side), or None when it is not there.
+
+    The window is scaled so the face is about ``TRACK_FACE_PX`` pixels, and only faces from half to twice that
+    size are looked for: far cheaper than searching the whole frame at every scale.
+    """
+    cx, cy, side = face
+    h, w = frame.shape[:2]
+    half = TRACK_WINDOW * side / 2.0
+    x0, y0 = int(max(cx - half, 0)), int(max(cy - half, 0))
+    x1, y1 = int(min(cx + half, w)), int(min(cy + half, h))
+    if x1 - x0 < side or y1 - y0 < side:
+        return None
+    scale = min(1.0, TRACK_FACE_PX / side)
+    window = frame[y0:y1, x0:x1]
+    if scale < 1.0:
+        window = cv2.resize(window, (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))),
+                            interpolation=cv2.INTER_AREA)
+    gray = cv2.equalizeHist(cv2.cvtColor(window, cv2.COLOR_RGB2GRAY))
+    size = side * scale
+    faces = _detector().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(int(size / 2),) * 2,
+                                         maxSize=(int(size * 2) + 1,) * 2)
+    if len(faces) == 0:
+        return None
+    x, y, fw, fh = max(faces, key=lambda f: f[2] * f[3])
+    return x0 + (x + fw / 2.0) / scale, y0 + (y + fh / 2.0) / scale, float(max(fw, fh)) / scale
+
+
 def crop_from_face(face: tuple[float, float, float], frame_shape: tuple[int, ...]) -> Crop:
     """The square crop for a detected face, kept inside the frame."""
     cx, cy, side = face
@@ -98,7 +132,8 @@ def crop_image(image: np.ndarray, resolution: int) -> np.ndarray:
 class StreamCropper:
     """Crop for a live stream: chosen on the first face, smoothed, and moved only on a large drift.
 
-    Detection runs every ``every`` frames. The crop is re-centred when the face centre drifts more than
+    Detection runs every ``every`` frames, first near the face it follows (``detect_face_near``), on the whole
+    frame when the face is not there. The crop is re-centred when the face centre drifts more than
     ``drift`` of the crop side or its size changes more than ``drift``; the move is eased over a few frames
     (exponential smoothing) so the picture never jumps.
     """
@@ -124,7 +159,9 @@ class StreamCropper:
         """The cropped frame at model resolution, or None while no face has been seen yet."""
         self._shape = frame.shape
         if self._current is None or self._count % self.every == 0:
-            face = detect_face(frame)
+            face = None if self._target is None else detect_face_near(frame, tuple(self._target))
+            if face is None:
+                face = detect_face(frame)
             if face is None:
                 self.frames_without_face += 1
                 if self._current is None:

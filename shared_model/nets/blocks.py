@@ -14,6 +14,16 @@ def downsample(image: torch.Tensor, size: int) -> torch.Tensor:
     return F.avg_pool2d(image, factor)
 
 
+def conv_input(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as the convolutions after it will read it: under autocast (the receiver's bf16), in the autocast
+    dtype and channels_last, converted once here rather than by every convolution (and every concatenation
+    of a reduced-precision tensor with a float32 one) after it. Unchanged otherwise."""
+    device = x.device.type
+    if not torch.is_autocast_enabled(device):
+        return x
+    return x.to(torch.get_autocast_dtype(device)).contiguous(memory_format=torch.channels_last)
+
+
 def conv_bn_relu(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .blocks import Hourglass, Up
+from .blocks import Hourglass, Up, conv_input
 from .config import ModelConfig
 from .tps import make_grid, tps_apply, tps_params, warp
 
@@ -63,29 +63,32 @@ class DenseMotion(nn.Module):
         k, n = cfg.num_tps, cfg.points_per_tps
         core, fine = cfg.core, cfg.core // cfg.flow_scale
         small = core // cfg.motion_scale
-        # Mappings from driving coordinates to source coordinates, one per TPS transform.
-        ctrl = kp_drv.view(b, k, n, 2)
-        params = tps_params(ctrl, kp_src.view(b, k, n, 2))
-        grid_small = make_grid(small, small, source.device, source.dtype).view(-1, 2)
-        mapped_small = tps_apply(params, ctrl, grid_small).view(b, k, small, small, 2)
+        # Mappings from driving coordinates to source coordinates, one per TPS transform; always in float32
+        # (under bf16 autocast the solve's products would move the flow by a pixel).
+        with torch.autocast(source.device.type, enabled=False):
+            ctrl = kp_drv.float().view(b, k, n, 2)
+            params = tps_params(ctrl, kp_src.float().view(b, k, n, 2))
+            grid_small = make_grid(small, small, source.device).view(-1, 2)
+            mapped_small = tps_apply(params, ctrl, grid_small).view(b, k, small, small, 2)
         identity_small = grid_small.view(1, 1, small, small, 2).expand(b, 1, -1, -1, -1)
         mapped_small = torch.cat([identity_small, mapped_small], dim=1)  # (B, K+1, s, s, 2)
         src_small = F.interpolate(source, size=(small, small), mode="bilinear", align_corners=False, antialias=True)
         deformed = warp(src_small.repeat_interleave(k + 1, 0), mapped_small.reshape(b * (k + 1), small, small, 2))
         heat = keypoint_heatmaps(kp_drv, str_drv, small, small, cfg.heatmap_variance) \
             - keypoint_heatmaps(kp_src, str_src, small, small, cfg.heatmap_variance)
-        feats = self.hourglass(torch.cat([deformed.view(b, -1, small, small), heat], dim=1))
+        feats = self.hourglass(conv_input(torch.cat([deformed.view(b, -1, small, small), heat], dim=1)))
         logits = self.maps(feats[-1])
         if self.training and self.dropout_p > 0:
             keep = (torch.rand(b, k, 1, 1, device=logits.device) > self.dropout_p).to(logits.dtype)
             logits = logits + torch.log(torch.cat([torch.ones_like(keep[:, :1]), keep], 1).clamp(min=1e-6))
         maps = torch.softmax(logits, dim=1)
         # The flow from upsampled contribution maps and TPS mappings evaluated at core / flow_scale.
-        grid_fine = make_grid(fine, fine, source.device, source.dtype).view(-1, 2)
-        mapped_fine = tps_apply(params, ctrl, grid_fine).view(b, k, fine, fine, 2)
-        maps_fine = F.interpolate(maps, size=(fine, fine), mode="bilinear", align_corners=False)
-        flow = maps_fine[:, 0, :, :, None] * grid_fine.view(1, fine, fine, 2) \
-            + (maps_fine[:, 1:, :, :, None] * mapped_fine).sum(1)
+        with torch.autocast(source.device.type, enabled=False):
+            grid_fine = make_grid(fine, fine, source.device).view(-1, 2)
+            mapped_fine = tps_apply(params, ctrl, grid_fine).view(b, k, fine, fine, 2)
+            maps_fine = F.interpolate(maps.float(), size=(fine, fine), mode="bilinear", align_corners=False)
+            flow = maps_fine[:, 0, :, :, None] * grid_fine.view(1, fine, fine, 2) \
+                + (maps_fine[:, 1:, :, :, None] * mapped_fine).sum(1)
         # Occlusion logits of the core levels, finest first.
         by_size = {f.shape[-1]: f for f in feats}
         x = feats[-1]

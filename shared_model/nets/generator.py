@@ -5,7 +5,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .blocks import Down, ResBlock, conv_bn_relu, downsample
+from .blocks import Down, ResBlock, conv_bn_relu, conv_input, downsample
 from .config import ModelConfig
 from .dense_motion import DenseMotion, resize_flow
 from .tps import warp
@@ -80,9 +80,17 @@ class Decoder(nn.Module):
         x = self.features(feats[self.hr_levels :])
         logits = self.out(x)
         for fuse, out, skip in zip(self.hr_fuse, self.hr_out, reversed(hr)):
-            x = fuse(torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skip], dim=1))
+            x = fuse[2](fuse[1](fuse_upsampled(fuse[0], x, skip)))
             logits = F.interpolate(logits, scale_factor=2.0, mode="bilinear", align_corners=False) + out(x)
         return torch.sigmoid(logits)
+
+
+def fuse_upsampled(conv: nn.Conv2d, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """``conv(cat([upsample_nearest_2x(x), skip]))`` for a 1x1 ``conv`` without its concatenation at full size:
+    a 1x1 convolution commutes with nearest upsampling, so ``x``'s share is computed at half size."""
+    c = x.shape[1]
+    return F.interpolate(F.conv2d(x, conv.weight[:, :c]), scale_factor=2.0, mode="nearest") \
+        + F.conv2d(skip, conv.weight[:, c:], conv.bias)
 
 
 class TPSGenerator(nn.Module):
@@ -97,7 +105,7 @@ class TPSGenerator(nn.Module):
 
     def warp_features(self, feats: list[torch.Tensor], flow: torch.Tensor,
                       occlusion: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [warp(f, resize_flow(flow, f.shape[-1])) * occ for f, occ in zip(feats, occlusion)]
+        return [conv_input(warp(f, resize_flow(flow, f.shape[-1])) * occ) for f, occ in zip(feats, occlusion)]
 
     def forward(self, source: torch.Tensor, kp_src: torch.Tensor, str_src: torch.Tensor,
                 kp_drv: torch.Tensor, str_drv: torch.Tensor,
