@@ -19,14 +19,17 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 from pathlib import Path
+
+import torch
 
 from shared_model.call.aio import Interrupted, stop_on_signals
 from shared_model.call.rtc import add_ice_arguments, configuration_from_args
 from shared_model.errors import CodecError
 from shared_model.logs import setup_logging
 from shared_model.media.references import GENERATOR_FILE, enrolled_generator, load_reference_images
-from shared_model.nets.model import DEFAULT_MODEL
+from shared_model.nets.model import DEFAULT_MODEL, pick_device
 from shared_model.runtime.backend import Backend, add_model_arguments
 from shared_model.wire.control import MAX_PICTURES
 from shared_model.wire.messages import ModelIdentity
@@ -34,7 +37,7 @@ from signaling.client import SignalingError, add_signaling_arguments, check_sign
 
 from .call import CallOptions, receive_call, replay_file
 from .display import Display, DisplayUnavailable
-from .session import Expectation, Session
+from .session import MAX_WORKERS, Expectation, Session
 
 log = logging.getLogger("receiver")
 
@@ -47,6 +50,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--refs", help="folder of reference images of the sender's face of this end's own, for frames "
                                    "that name none of the sender's pictures (tps uses the one nearest each frame; "
                                    "iw attends over all, at most 8)")
+    ap.add_argument("--workers", type=int, help="frames rendered side by side (default: 2 on a CPU with at least two "
+                                                "cores, each then on one --threads; 1 on a GPU)")
     ap.add_argument("--max-pictures", type=int, default=MAX_PICTURES,
                     help="hold at most this many of the sender's pictures (1-%(default)s)")
     add_signaling_arguments(ap, "--input", "play a file written by sender --output instead")
@@ -67,23 +72,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.model is None:
         personal = enrolled_generator(args.refs) if args.refs else None
         args.model = str(personal) if personal else DEFAULT_MODEL
+    if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
+        ap.error(f"--workers must be in [1, {MAX_WORKERS}]")
     return args
+
+
+def render_threads(args: argparse.Namespace, device: torch.device) -> tuple[int, int | None]:
+    """Render workers and CPU threads each: on a CPU, frames side by side on one thread each (two
+    single-threaded renders give about twice the frames of one render on two threads here, docs/model.md);
+    ``--threads`` without ``--workers`` keeps one worker."""
+    cores = os.cpu_count() or 1
+    if device.type != "cpu":
+        return args.workers or 1, args.threads
+    workers = args.workers or (1 if args.threads else min(2, cores))
+    return workers, args.threads or max(1, cores // workers)
 
 
 def build_session(args: argparse.Namespace) -> Session:
     """Model, references (precomputed once) and outputs; ValueError / RuntimeError with a clear message."""
+    workers, args.threads = render_threads(args, pick_device(args.device))
     backend = Backend.from_args(args)
     model = backend.model
     if not 1 <= args.max_pictures <= MAX_PICTURES:
         raise ValueError(f"--max-pictures must be in [1, {MAX_PICTURES}]")
     refs = load_reference_images(args.refs, model.cfg.resolution) if args.refs else []
-    log.info("model %s version %s (%s; %s, %s), keypoint detector %s; %d references of its own%s", model.model_id,
-             model.version, args.model, backend.kind, backend.device, model.detector_version, len(refs),
-             "".join(f", {name}" for name, _ in refs))
+    log.info("model %s version %s (%s; %s, %s, %s, %d render worker%s on %s thread%s), keypoint detector %s; "
+             "%d references of its own%s", model.model_id, model.version, args.model, backend.kind, backend.device,
+             backend.precision, workers, "s" * (workers > 1), args.threads or "default", "s" * (args.threads != 1),
+             model.detector_version, len(refs), "".join(f", {name}" for name, _ in refs))
     renderer = backend.renderer([image for _, image in refs])
     display = Display() if args.display else None
     return Session(renderer, Expectation(ModelIdentity.of(model), model.cfg.resolution), args.record, display,
-                   live=args.input is None, max_pictures=args.max_pictures)
+                   live=args.input is None, max_pictures=args.max_pictures, render_workers=workers)
 
 
 async def run(args: argparse.Namespace) -> int:

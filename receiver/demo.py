@@ -105,14 +105,15 @@ def recording_vs_sent(video: Path, fps: float | None, resolution: int, recording
     return sender_crops(video, fps, resolution)[first:], read_frames(recording)
 
 
-def run_call(video: Path, refs: Path | None, out: Path, model: str, fps: float | None, threads: int,
+def run_call(video: Path, refs: Path | None, out: Path, model: str, fps: float | None, threads: int | None,
              sender_args: Sequence[str] = (), layout: Layout = Layout()) -> dict:
-    """Three processes (on loopback, or as ``layout`` places them); returns the receiver's stats. The sender
-    sends ``refs`` as its pictures (None: it picks them). ``sender_args`` go to the sender as they are
-    (impairment, coding). A call whose last bye was lost (the receiver then ends with "sender left") still
-    counts: its ``end_reason`` says so."""
+    """Three processes (on loopback, or as ``layout`` places them); returns the receiver's stats. ``threads``:
+    the receiver's ``--threads`` (None: its default, render workers side by side); the sender runs its networks on
+    one thread (a crop and the detector: a few ms a frame). The sender sends ``refs`` as its pictures (None: it
+    picks them). ``sender_args`` go to the sender as they are (impairment, coding). A call whose last bye was
+    lost (the receiver then ends with "sender left") still counts: its ``end_reason`` says so."""
     port = free_port()
-    common = ["--model", model, "--threads", str(threads), "--room", "demo"]
+    common = ["--model", model, "--room", "demo"]
     token = new_token()
     signaling = tool("signaling", "--host", layout.signaling.host, "--port", str(port), log=out / "signaling.log",
                      prefix=layout.signaling.prefix)
@@ -120,12 +121,13 @@ def run_call(video: Path, refs: Path | None, out: Path, model: str, fps: float |
         wait_listening(out / "signaling.log", signaling)
         receiver = tool("receiver", "--signaling", f"ws://{layout.receiver.host}:{port}",
                         "--record", str(out / "call.mp4"), "--stats-out", str(out / "stats.json"), *common,
+                        *(["--threads", str(threads)] if threads else []),
                         *layout.receiver.args, log=out / "receiver.log", token=token, prefix=layout.receiver.prefix)
         fps_args = ["--fps", str(fps)] if fps else []
         refs_args = ["--refs", str(refs)] if refs else []
         sender = tool("sender", "--source", str(video), "--signaling", f"ws://{layout.sender.host}:{port}",
-                      *fps_args, *refs_args, *common, *sender_args, *layout.sender.args, log=out / "sender.log",
-                      token=token, prefix=layout.sender.prefix)
+                      *fps_args, *refs_args, *common, "--threads", "1", *sender_args, *layout.sender.args,
+                      log=out / "sender.log", token=token, prefix=layout.sender.prefix)
         if sender.wait() != 0 or receiver.wait(timeout=120) not in (0, 1) or not (out / "stats.json").is_file():
             raise RuntimeError(f"the call failed: see {out}/sender.log and {out}/receiver.log")
     finally:
@@ -142,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--fps", type=float, default=10.0, help="frames sent per second (default %(default)s: "
                     "what a 2-core CPU renders; 0 sends every frame)")
-    ap.add_argument("--threads", type=int, default=1, help="CPU threads per network run in each process")
+    ap.add_argument("--threads", type=int, help="the receiver's CPU threads per render (default: its own choice, "
+                                                "two frames side by side on a 2-core CPU)")
     ap.add_argument("--out", default="out/demo", help="folder for the clip, recording, stats and logs")
     args = ap.parse_args(argv)
     out = Path(args.out)

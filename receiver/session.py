@@ -1,9 +1,12 @@
 """The receiver's handling of a call's messages: checks, pictures, latest-sequence-wins, rendering, recording.
 
 Frame messages are decoded and checked on the event loop; the newest waits in a one-frame slot and is
-rendered in a worker thread. A frame older than one already decoded is dropped undecoded, so the screen
-never goes back in time; between frames (and through losses) the last rendered frame stays on screen. The
-recording is encoded in a thread of its own, so the render thread goes on to the next frame meanwhile. A frame
+rendered in a worker thread. With several render workers (``render_workers``) each takes the newest frame
+when it is free, so frames are rendered side by side (on a 2-core CPU two single-threaded renders give about
+twice the frames of one render on two threads, and hold up better beside other work); a frame finished after a
+newer one was shown is dropped (``frames_rendered_late``). A frame older than one already decoded is dropped
+undecoded, so the screen never goes back in time; between frames (and through losses) the last rendered frame
+stays on screen. The recording is encoded in a thread of its own, so no render waits for it. A frame
 predicted from a lost one cannot be decoded (spoiled). The newest decoded frame is acknowledged to the sender
 (an ack on the keypoint channel, at most every ``ACK_INTERVAL_S``), so that its anchor frames refer only to
 frames this end holds.
@@ -54,6 +57,8 @@ from .stats import CallStats
 log = logging.getLogger(__name__)
 
 
+#: Most render workers a receiver runs (``--workers``).
+MAX_WORKERS = 8
 #: Rendered frames that may wait for the recording's encoder before the render thread waits for it.
 RECORD_QUEUE = 50
 
@@ -73,7 +78,7 @@ class Session:
 
     def __init__(self, renderer: ReferenceRenderer, expect: Expectation, record: str | None = None,
                  display: Display | None = None, live: bool = True, max_pictures: int = MAX_PICTURES,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, render_workers: int = 1) -> None:
         self.renderer, self.expect = renderer, expect
         self.clock = clock if live else None
         self.bounds: FrameBounds | None = None
@@ -91,10 +96,12 @@ class Session:
         self._newest_seq = -1
         self._last_ack = float("-inf")
         self._slot: LatestSlot[FrameMessage] = LatestSlot()
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="render")
+        self._workers = render_workers
+        self._pool = ThreadPoolExecutor(render_workers, thread_name_prefix="render")
         self._record_pool = ThreadPoolExecutor(1, thread_name_prefix="record")
         self._record_room = threading.Semaphore(RECORD_QUEUE)
-        self._render_task: asyncio.Task | None = None
+        self._render_tasks: list[asyncio.Future] = []
+        self._shown_seq = -1
 
     # --- control channel ---
 
@@ -254,33 +261,48 @@ class Session:
     # --- rendering ---
 
     def start(self) -> None:
-        self._render_task = asyncio.ensure_future(self._render_loop())
+        self._render_tasks = [asyncio.ensure_future(self._render_loop()) for _ in range(self._workers)]
 
     async def _render_loop(self) -> None:
         while (frame := await self._slot.get()) is not None:
             await self.render(frame)
 
     async def render(self, frame: FrameMessage) -> None:
-        image = await asyncio.get_running_loop().run_in_executor(self._pool, self._render, frame)
-        if self.display is not None and image is not None:
-            self.display.show(image)
-
-    def _render(self, frame: FrameMessage) -> np.ndarray | None:
-        """The frame rebuilt, or None (and counted) when this end holds no picture to rebuild it from."""
-        held = frame.picture in self.renderer.pictures if frame.picture else bool(self.renderer.own)
-        if not held:
+        """Render ``frame`` in a worker; show and record it unless a newer frame was shown meanwhile."""
+        rendered = await asyncio.get_running_loop().run_in_executor(self._pool, self._render, frame)
+        if rendered is None:
             self.stats.without_picture += 1
             if self.stats.without_picture == 1 or self.stats.without_picture % 100 == 0:
                 log.info("frame %d names picture %d, which is not held: not shown (%d so far)", frame.seq,
                          frame.picture, self.stats.without_picture)
+            return
+        image, seconds = rendered
+        if frame.seq <= self._shown_seq:
+            self.stats.late += 1
+            if self.record_path:
+                self._record_room.release()
+            return
+        self._shown_seq = frame.seq
+        self.stats.frame_rendered(frame, seconds)
+        if self.record_path:
+            self._record_pool.submit(self._record, frame.seq, frame.capture_ns, image)
+        if self.display is not None:
+            self.display.show(image)
+
+    def _render(self, frame: FrameMessage) -> tuple[np.ndarray, float] | None:
+        """The frame rebuilt and the seconds it took, or None when this end holds no picture to rebuild it from
+        (not yet, or dropped meanwhile by a picture that replaced it). Runs in a render worker."""
+        if not (frame.picture in self.renderer.pictures if frame.picture else self.renderer.own):
             return None
         t0 = time.perf_counter()
-        image, _ = self.renderer.render(frame.keypoints, frame.strengths, frame.picture)
-        self.stats.frame_rendered(frame, time.perf_counter() - t0)
+        try:
+            image, _ = self.renderer.render(frame.keypoints, frame.strengths, frame.picture)
+        except KeyError:  # the picture was replaced, on another worker, after the check above
+            return None
+        seconds = time.perf_counter() - t0
         if self.record_path:
-            self._record_room.acquire()  # blocks only when the encoder is RECORD_QUEUE frames behind
-            self._record_pool.submit(self._record, frame.seq, frame.capture_ns, image)
-        return image
+            self._record_room.acquire()  # waits only when the encoder is RECORD_QUEUE frames behind
+        return image, seconds
 
     def _record(self, seq: int, capture_ns: int, image: np.ndarray) -> None:
         try:
@@ -303,8 +325,7 @@ class Session:
         self._slot.close()
         if self._preparing is not None and not self._preparing.done():
             self._preparing.cancel()
-        if self._render_task is not None:
-            await self._render_task
+        await asyncio.gather(*self._render_tasks)
         await asyncio.get_running_loop().run_in_executor(self._record_pool, self._close_recording, abort)
         if stop is not None:
             aborter.cancel()

@@ -42,6 +42,7 @@ class CallStats:
     stale: int = 0  # arrived after a newer frame: dropped
     spoiled: int = 0  # predicted from a frame that was lost: undecodable
     skipped: int = 0  # replaced by a newer frame before its turn to render
+    late: int = 0  # rendered, but after a newer frame was shown (several render workers): not shown
     without_picture: int = 0  # decoded, but naming a picture this end does not hold (none yet): not shown
     payload_bytes: int = 0
     picture_bytes: int = 0  # picture messages received
@@ -126,6 +127,7 @@ class CallStats:
             "frames_rendered_from_own": self.rendered_own,
             "frames_lost": self.expected - self.received, "frames_stale": self.stale,
             "frames_spoiled": self.spoiled, "frames_skipped": self.skipped,
+            "frames_rendered_late": self.late,
             "frames_without_picture": self.without_picture, "malformed": self.malformed, "refused": self.refused,
             "implausible": self.implausible,
             "pictures": {"held": self.pictures_held, "refused": self.pictures_refused, "bytes": self.picture_bytes,

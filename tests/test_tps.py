@@ -1,7 +1,16 @@
 import numpy as np
 import torch
 
-from shared_model.nets.tps import REGULARISER, RandomTPS, gauss_jordan_solve, make_grid, tps_apply, tps_params, warp
+from shared_model.nets.tps import (
+    REGULARISER,
+    RandomTPS,
+    gauss_jordan_solve,
+    make_grid,
+    squared_distances,
+    tps_apply,
+    tps_params,
+    warp,
+)
 
 
 def numpy_tps_params(ctrl: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -65,3 +74,12 @@ def test_random_tps_warps_points_and_images_consistently():
     for b in range(2):
         expected = (moved[b] - torch.zeros(2)).norm(dim=-1).argmin()
         assert warped[b, 0].flatten().argmax() == expected
+
+
+def test_squared_distances_match_the_difference_form_also_under_bf16():
+    torch.manual_seed(0)
+    a, b = torch.rand(3, 400, 2) * 2 - 1, torch.rand(3, 7, 2) * 2 - 1
+    direct = ((a[:, :, None] - b[:, None]) ** 2).sum(-1)
+    assert torch.allclose(squared_distances(a, b), direct, atol=1e-6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.allclose(squared_distances(a, b), direct, atol=1e-6)

@@ -7,13 +7,13 @@ import torch.nn.functional as F
 
 from .blocks import Hourglass, Up, conv_input
 from .config import ModelConfig
-from .tps import make_grid, tps_apply, tps_params, warp
+from .tps import make_grid, squared_distances, tps_apply, tps_params, warp
 
 
 def keypoint_heatmaps(kp: torch.Tensor, strength: torch.Tensor, h: int, w: int, variance: float) -> torch.Tensor:
     """One Gaussian map per keypoint, scaled by its strength: (B, P, h, w)."""
-    grid = make_grid(h, w, kp.device, kp.dtype)  # (h, w, 2)
-    d2 = ((grid[None, None] - kp[:, :, None, None, :]) ** 2).sum(-1)
+    grid = make_grid(h, w, kp.device, kp.dtype).view(1, h * w, 2)
+    d2 = squared_distances(kp, grid).view(kp.shape[0], kp.shape[1], h, w)
     return torch.exp(-0.5 * d2 / variance) * strength[:, :, None, None]
 
 

@@ -44,6 +44,16 @@ def gauss_jordan_solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return m[..., n:]
 
 
+def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """|a_i - b_j|^2 for points a (..., P, 2) and b (..., N, 2) as (..., P, N), through one matrix product rather
+    than a (..., P, N, 2) difference tensor (a few times faster on the 64 px grid; clamped at 0 against rounding).
+    Always float32: under bf16 autocast the product would be off by far more than a heatmap's width."""
+    with torch.autocast(a.device.type, enabled=False):
+        a, b = a.float(), b.float()
+        cross = a @ b.transpose(-1, -2)
+        return ((a * a).sum(-1, keepdim=True) + (b * b).sum(-1).unsqueeze(-2) - 2.0 * cross).clamp(min=0.0)
+
+
 def tps_params(ctrl: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Fit TPS mappings that send control points ``ctrl`` onto ``target``.
 
@@ -69,7 +79,7 @@ def tps_apply(params: torch.Tensor, ctrl: torch.Tensor, points: torch.Tensor) ->
     if points.dim() == 2:
         points = points.unsqueeze(0).expand(ctrl.shape[0], -1, -1)
     n = ctrl.shape[2]
-    r2 = ((points[:, None, :, None, :] - ctrl[:, :, None, :, :]) ** 2).sum(-1)  # (B, K, P, N)
+    r2 = squared_distances(points[:, None], ctrl)  # (B, K, P, N)
     nonlinear = tps_kernel(r2) @ params[:, :, :n]
     affine = params[:, :, n], params[:, :, n + 1], params[:, :, n + 2]
     linear = affine[0][:, :, None] + points[:, None, :, :1] * affine[1][:, :, None] + points[:, None, :, 1:] * affine[2][:, :, None]
