@@ -9,6 +9,11 @@ the shipped weights included), so the training frames travel packed as JPEG with
     # here again: the weights that came back start the next run
     python -m shared_model.gpu pack ... --init OUT/model.pt
 
+Speed on the GPU (``bench``: torch in fp32 / fp16 / bf16, eager and compiled with CUDA graphs, and
+onnxruntime's CUDA provider where the machine has onnxruntime-gpu; batch 1 at the shipped resolution)::
+
+    python3 -m shared_model.gpu bench --out $OUT      # $OUT/bench.json
+
 ``pack`` writes ``.gpu/`` (git-ignored): ``frames.npz`` (JPEG bytes of frames spread over every training clip,
 as many per clip as the budget allows), ``init.pt`` and ``recipe.json``. ``run`` unpacks the frames into a
 frame cache, trains with the recipe on CUDA from ``init.pt`` for ``--minutes``, and copies the fp16
@@ -90,6 +95,26 @@ def run(pack_dir: Path, minutes: float, out: Path, device: str = "cuda", steps: 
         shutil.copy(Path(recipe["out"]) / name, out / name)
 
 
+def bench(out: Path, model: str, device: str = "cuda", compiled: bool = True, repeats: int = 100) -> dict:
+    """``shared_model.benchmark`` as a GPU is measured: one thread, every torch precision, compiled too, and
+    onnxruntime when it has the CUDA provider (the workplace's GPU image has only the CPU one, and
+    onnxruntime-gpu's wheel is too large to carry). Writes and returns ``out/bench.json``."""
+    import onnxruntime as ort
+
+    from .benchmark import main as benchmark_main
+
+    onnx = device == "cpu" or "CUDAExecutionProvider" in ort.get_available_providers()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "bench.json"
+    benchmark_main(["--model", model, "--device", device, "--threads", "1", "--repeats", str(repeats),
+                    "--backends", "torch,onnx" if onnx else "torch", "--precisions", "fp32,fp16,bf16",
+                    *(["--compile"] if compiled else []), "--out", str(path)])
+    result = json.loads(path.read_text())
+    result["onnx_measured"] = onnx
+    path.write_text(json.dumps(result, indent=1))
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m shared_model.gpu", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -106,10 +131,18 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--pack-dir", type=Path, default=PACK_DIR)
     r.add_argument("--device", default="cuda", help="cuda (cpu only to try the script)")
     r.add_argument("--steps", type=int, help="stop after this many steps (to try the script)")
+    b = sub.add_parser("bench", help="on the GPU machine: the benchmark of every backend and precision to --out")
+    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--model", default="tps")
+    b.add_argument("--device", default="cuda", help="cuda (cpu only to try the script)")
+    b.add_argument("--no-compile", action="store_true", help="skip torch.compile (to try the script quickly)")
+    b.add_argument("--repeats", type=int, default=100)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if args.command == "pack":
         print(json.dumps(pack(args.data, args.init, args.recipe, args.pack_dir, args.budget_mb)))
+    elif args.command == "bench":
+        bench(args.out, args.model, args.device, not args.no_compile, args.repeats)
     else:
         run(args.pack_dir, args.minutes, args.out, args.device, args.steps)
     return 0

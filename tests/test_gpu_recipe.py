@@ -26,3 +26,15 @@ def test_pack_then_run_returns_trained_weights(tmp_path, face_video, small_confi
     assert np.abs(first - original.frames[0]).mean() < 3.0  # JPEG at quality 92
     model = load_model(tmp_path / "back" / "model.pt")
     assert model.meta["steps"] == 2 and model.meta["init"].endswith("init.pt")
+
+
+def test_bench_writes_every_backend_and_precision(tmp_path, small_config, monkeypatch):
+    """The GPU speed script, tried on the CPU: torch at each precision, onnxruntime, one JSON."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    save_model(TPSModel(small_config), tmp_path / "tiny.pt", "tiny")
+    assert main(["bench", "--out", str(tmp_path / "out"), "--model", str(tmp_path / "tiny.pt"), "--device", "cpu",
+                 "--no-compile", "--repeats", "3"]) == 0
+    result = json.loads((tmp_path / "out" / "bench.json").read_text())
+    runs = {(c["backend"], c["precision"]) for c in result["calls"]}
+    assert runs == {("torch", "fp32"), ("torch", "fp16"), ("torch", "bf16"), ("onnx", "fp32")}
+    assert result["onnx_measured"] is True and all(c["receiver_ms"] > 0 for c in result["calls"])
