@@ -67,7 +67,7 @@ def scored(video: Path, fps: float | None, model: str, folder: Path, stats: dict
     """A finished call's numbers (``stats``) and its recording (``folder/call.mp4``) scored against the frames
     the sender cropped: mean PSNR, SSIM, MS-SSIM."""
     resolution = load_model(model).cfg.resolution
-    truth, recorded = recording_vs_sent(video, fps, resolution, folder / "call.mp4", stats)
+    truth, recorded = recording_vs_sent(video, fps, resolution, folder, stats)
     n = min(len(truth), len(recorded))
     scores = frame_scores(np.stack(truth[:n]), recorded[:n])
     return {**_summary(stats), **{k: float(v.mean()) for k, v in scores.items()}}

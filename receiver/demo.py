@@ -4,8 +4,8 @@ Starts the signaling server, a receiver and a sender as three processes on loopb
 generated talking-face clip (or ``--video FILE``) at ``--fps`` and sends its own reference pictures (good
 frames of its first second, or ``--refs DIR``), refreshing them when they drift; the receiver, which has no
 pictures of its own, rebuilds every frame from them, records ``OUT/call.mp4`` and writes ``OUT/stats.json``.
-At the end it prints the call's numbers and the recording's PSNR against the frames the sender cropped, next to
-the PSNR of the clip's first frame shown unchanged.
+At the end it prints the call's numbers and the recording's PSNR against the frames the sender cropped (with the
+boxes it wrote, ``OUT/crops.json``), next to the PSNR of the first recorded frame held unchanged.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from sender.capture import FileSource
-from shared_model.media.crop import StreamCropper
+from shared_model.media.crop import Crop, StreamCropper
 from shared_model.media.video import read_frames, write_video
 from shared_model.nets.model import DEFAULT_MODEL, load_model
 from shared_model.training.synthetic import talking_face
@@ -91,18 +91,31 @@ def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> No
     raise RuntimeError("the signaling server never answered /healthz")
 
 
-def sender_crops(video: Path, fps: float | None, resolution: int) -> list[np.ndarray]:
-    """The frames the sender sent, cropped as it cropped them (same subsampling, same stream crop)."""
-    cropper = StreamCropper(resolution)
-    return [cropper(c.frame) for c in FileSource(video, fps, realtime=False).frames(threading.Event())]
+def sender_crops(video: Path, fps: float | None, resolution: int,
+                 crops: dict[int, tuple[int, int, int]] | None = None) -> list[np.ndarray]:
+    """The frames the sender sent, cropped as it cropped them: with the boxes it wrote (``sender --crops-out``:
+    a slot it did not crop takes the box before it), else cropped again here (the same subsampling and stream
+    crop, which differ from the live call's when the sender dropped frames it had no time for)."""
+    frames = [c.frame for c in FileSource(video, fps, realtime=False).frames(threading.Event())]
+    if crops is None:
+        cropper = StreamCropper(resolution)
+        return [cropper(f) for f in frames]
+    out, box = [], None
+    for seq, frame in enumerate(frames):
+        box = crops.get(seq, box)
+        out.append(None if box is None else Crop(*box).apply(frame, resolution))
+    return out
 
 
-def recording_vs_sent(video: Path, fps: float | None, resolution: int, recording: Path,
-                      stats: dict) -> tuple[list[np.ndarray], np.ndarray]:
-    """The frames the sender cropped and the recording, slot by slot from the first recorded slot (the frames
-    before it waited for the first picture)."""
+def recording_vs_sent(video: Path, fps: float | None, resolution: int, out: Path, stats: dict
+                      ) -> tuple[list[np.ndarray], np.ndarray]:
+    """The frames the sender cropped (with the boxes it wrote to ``out/crops.json``, when there) and the
+    recording ``out/call.mp4``, slot by slot from the first recorded slot (the frames before it waited for the
+    first picture)."""
     first = stats["recording"]["first_seq"]
-    return sender_crops(video, fps, resolution)[first:], read_frames(recording)
+    crops = out / "crops.json"
+    boxes = {int(seq): tuple(box) for seq, box in json.loads(crops.read_text()).items()} if crops.is_file() else None
+    return sender_crops(video, fps, resolution, boxes)[first:], read_frames(out / "call.mp4")
 
 
 def run_call(video: Path, refs: Path | None, out: Path, model: str, fps: float | None, threads: int | None,
@@ -126,7 +139,8 @@ def run_call(video: Path, refs: Path | None, out: Path, model: str, fps: float |
         fps_args = ["--fps", str(fps)] if fps else []
         refs_args = ["--refs", str(refs)] if refs else []
         sender = tool("sender", "--source", str(video), "--signaling", f"ws://{layout.sender.host}:{port}",
-                      *fps_args, *refs_args, *common, "--threads", "1", *sender_args, *layout.sender.args,
+                      *fps_args, *refs_args, *common, "--threads", "1", "--crops-out", str(out / "crops.json"),
+                      *sender_args, *layout.sender.args,
                       log=out / "sender.log", token=token, prefix=layout.sender.prefix)
         if sender.wait() != 0 or receiver.wait(timeout=120) not in (0, 1) or not (out / "stats.json").is_file():
             raise RuntimeError(f"the call failed: see {out}/sender.log and {out}/receiver.log")
@@ -142,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--video", help="clip to stream (default: a generated talking face, 10 s at 25 fps)")
     ap.add_argument("--refs", help="the sender's reference pictures (default: it picks them from its first second)")
     ap.add_argument("--model", default=DEFAULT_MODEL)
-    ap.add_argument("--fps", type=float, default=10.0, help="frames sent per second (default %(default)s: "
-                    "what a 2-core CPU renders; 0 sends every frame)")
+    ap.add_argument("--fps", type=float, default=25.0, help="frames sent per second (default %(default)s, a call's "
+                    "rate: a 2-core CPU running both ends renders 20-24 of them; 0 sends every frame)")
     ap.add_argument("--threads", type=int, help="the receiver's CPU threads per render (default: its own choice, "
                                                 "two frames side by side on a 2-core CPU)")
     ap.add_argument("--out", default="out/demo", help="folder for the clip, recording, stats and logs")
@@ -161,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     res = load_model(args.model).cfg.resolution
-    truth, recorded = recording_vs_sent(video, fps, res, out / "call.mp4", stats)
-    frozen = sender_crops(video, fps, res)[0]
+    truth, recorded = recording_vs_sent(video, fps, res, out, stats)
+    frozen = truth[0]
     psnr_call = float(np.mean([cv2.PSNR(t, r) for t, r in zip(truth, recorded)]))
     psnr_frozen = float(np.mean([cv2.PSNR(t, frozen) for t in truth]))
     print(f"frames received {stats['frames_received']} / rendered {stats['frames_rendered']} / "
@@ -172,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
           f"render {stats['render_fps']:.1f} fps")
     print(f"pictures: {stats['pictures']['held']} held, {stats['sender']['refreshes']} refreshes, "
           f"{stats['pictures']['bytes']} bytes; first one held after {stats['pictures']['first_held_s']:.1f} s")
-    print(f"recording PSNR {psnr_call:.2f} dB vs the sender's crops (first frame shown unchanged: "
+    print(f"recording PSNR {psnr_call:.2f} dB vs the sender's crops (first recorded frame held unchanged: "
           f"{psnr_frozen:.2f} dB)")
     (out / "demo.json").write_text(json.dumps({"psnr": psnr_call, "baseline_psnr": psnr_frozen, "stats": stats},
                                               indent=1))

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
+from pathlib import Path
 
 from shared_model.call.aio import Interrupted, stop_on_signals
 from shared_model.call.rtc import Impairment, add_ice_arguments, configuration_from_args
@@ -81,6 +83,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--impair-jitter-ms", type=float, default=0.0, metavar="J")
     g.add_argument("--impair-seed", type=int, help="random seed of the impairment")
     ap.add_argument("--stats-interval", type=float, default=2.0, help="seconds between stats messages")
+    ap.add_argument("--crops-out", metavar="FILE.json", help="at the end, write the face crop (x, y, side in the "
+                                                             "frame) of every frame cropped, by sequence number")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     check_signaling_arguments(ap, args)
@@ -103,6 +107,8 @@ async def run(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 2
     stop = asyncio.Event()
+    if args.crops_out:
+        pipeline.crop_log = {}
     with stop_on_signals(stop):
         try:
             return await run_call(source, pipeline, opts, stop)
@@ -112,6 +118,9 @@ async def run(args: argparse.Namespace) -> int:
         except (SignalingError, RuntimeError, VideoError) as exc:
             log.error("%s", exc)
             return 1
+        finally:
+            if pipeline.crop_log is not None:
+                Path(args.crops_out).write_text(json.dumps(pipeline.crop_log))
 
 
 def _pipeline(args: argparse.Namespace, fps: float) -> FramePipeline:

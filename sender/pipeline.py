@@ -44,6 +44,7 @@ class FramePipeline:
         self.encoder = FrameEncoder(identity, settings, fps)
         self.cropper = StreamCropper(resolution)
         self.counts = SenderCounts()
+        self.crop_log: dict[int, tuple[int, int, int]] | None = None  # seq -> crop box, when asked for
 
     def __call__(self, item: Captured) -> EncodedFrame | None:
         """The frame's wire message, or None when it has no face or no picture to be rebuilt from yet (skipped
@@ -52,6 +53,8 @@ class FramePipeline:
         if face is None:
             self.counts.without_face += 1
             return None
+        if self.crop_log is not None and self.crop is not None:
+            self.crop_log[item.seq] = self.crop
         kp, strength = self.extractor(face)
         picture = self.pictures.choose(item.seq, face, kp, strength, item.capture_ns / 1e9)
         if picture is None:

@@ -17,7 +17,7 @@ import pytest
 from calls import FRAMES, hand_driven_sender, in_process_call, intra_encoder, start_receiver, tool
 
 from receiver import __main__ as receiver_cli
-from receiver.demo import free_port, sender_crops, wait_healthy
+from receiver.demo import free_port, recording_vs_sent, wait_healthy
 from receiver.display import Display, DisplayUnavailable
 from sender import __main__ as sender_cli
 from shared_model.media.references import load_reference_images
@@ -43,7 +43,8 @@ def test_three_processes_end_to_end(tmp_path, clip, refs):
         wait_healthy(port, signaling)
         receiver = tool("receiver", "--signaling", url, "--room", "e2e", "--threads", "1",
                         "--record", str(record), "--stats-out", str(stats_path))
-        sender = tool("sender", "--source", str(clip[0]), "--signaling", url, "--room", "e2e", "--threads", "1")
+        sender = tool("sender", "--source", str(clip[0]), "--signaling", url, "--room", "e2e", "--threads", "1",
+                      "--crops-out", str(tmp_path / "crops.json"))
         sender_log, _ = sender.communicate(timeout=90)
         receiver_log, _ = receiver.communicate(timeout=60)
     finally:
@@ -72,7 +73,9 @@ def test_three_processes_end_to_end(tmp_path, clip, refs):
     first = stats["recording"]["first_seq"]
     assert len(recorded) == stats["recording"]["frames"] == FRAMES - first and first > 0
     model = load_model("tps")
-    truth = sender_crops(clip[0], None, model.cfg.resolution)[first:]  # what the sender cropped
+    crops = json.loads((tmp_path / "crops.json").read_text())  # every frame the sender cropped, by seq
+    assert len(crops) == FRAMES - counts["dropped_busy"] and all(len(box) == 3 for box in crops.values())
+    truth, _ = recording_vs_sent(clip[0], None, model.cfg.resolution, tmp_path, stats)  # what the sender cropped
     frozen = load_reference_images(refs, model.cfg.resolution)[0][1]
     psnr_call = np.mean([cv2.PSNR(t, r) for t, r in zip(truth, recorded)])
     psnr_frozen = np.mean([cv2.PSNR(t, frozen) for t in truth])
