@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--refs", help="the sender's reference pictures (default: it picks them from its first second)")
     ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--fps", type=float, default=25.0, help="frames sent per second (default %(default)s, a call's "
-                    "rate: a 2-core CPU running both ends renders 20-24 of them; 0 sends every frame)")
+                    "rate: a 2-core CPU running both ends renders 17-24 of them; 0 sends every frame)")
     ap.add_argument("--threads", type=int, help="the receiver's CPU threads per render (default: its own choice, "
                                                 "two frames side by side on a 2-core CPU)")
     ap.add_argument("--out", default="out/demo", help="folder for the clip, recording, stats and logs")
