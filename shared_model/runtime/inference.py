@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -75,14 +76,16 @@ class ReferenceRenderer(ABC):
     Two kinds of reference: the receiver's own pictures (``receiver --refs``, given at construction), of which
     the one whose keypoints suit the frame best is picked per frame (with hysteresis against flicker), and the
     pictures the sender sends during the call (``add_picture`` / ``remove_picture``), which each frame names.
-    Every picture is prepared once (keypoints, and what the generator reuses). Not thread-safe: add, remove
-    and render from one thread.
+    Every picture is prepared once (keypoints, and what the generator reuses). Frames may be rendered in several
+    threads at once (the receiver's render workers): the networks only read their weights, a picture is held or
+    dropped by one dict operation, and the own-picture choice (which remembers the last one) takes a lock.
     """
 
     def __init__(self, references: list[np.ndarray], resolution: int) -> None:
         self.resolution = resolution
         self.own = [self._prepare(self._checked(r)) for r in references]
         self.pictures: dict[int, Prepared] = {}
+        self._picking = threading.Lock()
         self.picker = None
         if self.own:
             self.picker = ReferencePicker(torch.stack([p.kp for p in self.own]),
@@ -114,7 +117,8 @@ class ReferenceRenderer(ABC):
             return self._generate(self.pictures[picture], kp, strength), picture
         if self.picker is None:
             raise ValueError("no reference pictures of its own: a frame must name one of the sender's")
-        i = self.picker(torch.as_tensor(kp, dtype=torch.float32), torch.as_tensor(strength, dtype=torch.float32))
+        with self._picking:
+            i = self.picker(torch.as_tensor(kp, dtype=torch.float32), torch.as_tensor(strength, dtype=torch.float32))
         return self._generate(self.own[i], kp, strength), i
 
 
@@ -178,8 +182,9 @@ class Renderer(ReferenceRenderer):
             raise ValueError("no reference pictures of its own: a frame must name one of the sender's")
         else:
             reference_set = self.reference_set
-            shown = self.picker(torch.as_tensor(kp, dtype=torch.float32),
-                                torch.as_tensor(strength, dtype=torch.float32))
+            with self._picking:
+                shown = self.picker(torch.as_tensor(kp, dtype=torch.float32),
+                                    torch.as_tensor(strength, dtype=torch.float32))
         with precision_context(self.device, self.precision):
             out = self.model.generator(reference_set, *self._driving(kp, strength))
         return to_image(out["prediction"]), shown
