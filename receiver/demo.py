@@ -122,7 +122,7 @@ def run_call(video: Path, refs: Path | None, out: Path, model: str, fps: float |
              sender_args: Sequence[str] = (), layout: Layout = Layout()) -> dict:
     """Three processes (on loopback, or as ``layout`` places them); returns the receiver's stats. ``threads``:
     the receiver's ``--threads`` (None: its default, render workers side by side); the sender runs its networks on
-    one thread (a crop and the detector: a few ms a frame). The sender sends ``refs`` as its pictures (None: it
+    one thread, its default on a CPU (a crop and the detector: a few ms a frame). The sender sends ``refs`` as its pictures (None: it
     picks them). ``sender_args`` go to the sender as they are (impairment, coding). A call whose last bye was
     lost (the receiver then ends with "sender left") still counts: its ``end_reason`` says so."""
     port = free_port()
@@ -139,7 +139,7 @@ def run_call(video: Path, refs: Path | None, out: Path, model: str, fps: float |
         fps_args = ["--fps", str(fps)] if fps else []
         refs_args = ["--refs", str(refs)] if refs else []
         sender = tool("sender", "--source", str(video), "--signaling", f"ws://{layout.sender.host}:{port}",
-                      *fps_args, *refs_args, *common, "--threads", "1", "--crops-out", str(out / "crops.json"),
+                      *fps_args, *refs_args, *common, "--crops-out", str(out / "crops.json"),
                       *sender_args, *layout.sender.args,
                       log=out / "sender.log", token=token, prefix=layout.sender.prefix)
         if sender.wait() != 0 or receiver.wait(timeout=120) not in (0, 1) or not (out / "stats.json").is_file():

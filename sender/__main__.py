@@ -25,6 +25,7 @@ from shared_model.logs import setup_logging
 from shared_model.media.picture_codec import DEFAULT_CRF
 from shared_model.media.references import load_reference_images
 from shared_model.media.video import VideoError
+from shared_model.nets.model import pick_device
 from shared_model.runtime.backend import Backend, add_model_arguments
 from shared_model.wire.control import MAX_FPS, MAX_PICTURES, MIN_FPS
 from shared_model.wire.keycoding import CodingSettings
@@ -124,6 +125,8 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def _pipeline(args: argparse.Namespace, fps: float) -> FramePipeline:
+    if args.threads is None and pick_device(args.device).type == "cpu":
+        args.threads = 1  # crop + detector take ~7 ms a frame on one core: the others stay free (a receiver too)
     backend = Backend.from_args(args)
     model = backend.model
     settings = CodingSettings.from_px(args.kp_step, model.cfg.core, args.st_step, args.anchor_every)
