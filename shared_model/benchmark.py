@@ -10,7 +10,8 @@ it); medians over ``--repeats`` frames of a generated talking face, and the fram
 ``bf16`` / ``fp16`` run torch under autocast, ``int8`` onnxruntime's quantized generator (each precision
 with the backends that run it); ``--compile`` wraps the generator in ``torch.compile`` (on a GPU in its
 "reduce-overhead" mode, which replays CUDA graphs: batch 1 is many small kernels).
-The second table is the cost of each part with torch at the first thread count: parameters, GFLOPs, ms.
+The second table is the cost of each part with torch at the first thread count, in the precision a receiver
+here runs by default (``--precision auto``): parameters, GFLOPs, ms.
 The sender runs the keypoint detector. For ``tps`` the receiver runs the source encoder once per reference
 and the dense motion network plus decoder for every frame; for ``iw`` it prepares each reference's tokens
 once, and per frame runs the query network, the attention over all references and the decoder, measured
@@ -32,8 +33,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .media.crop import StreamCropper
 from .nets.model import DEFAULT_MODEL, CodecModel, load_model, pick_device
-from .runtime.backend import PRECISIONS, Backend
-from .runtime.inference import ReferenceRenderer
+from .runtime.backend import PRECISIONS, Backend, auto_precision
+from .runtime.inference import ReferenceRenderer, precision_context
 from .training.synthetic import talking_face
 
 
@@ -105,10 +106,13 @@ def benchmark(model_name: str, device: torch.device, repeats: int = 20) -> dict:
     parts: Parts = {"keypoint_detector (sender, per frame)": (model.detector, lambda: model.detector(drv))}
     parts.update((tps_parts if model.kind == "tps" else iw_parts)(model, src, drv))
     rows = {}
+    precision = auto_precision("torch", device)
     for name, (module, fn) in parts.items():
-        rows[name] = {"params_m": round(sum(p.numel() for p in module.parameters()) / 1e6, 3) if module else None,
-                      "gflops": round(_gflops(fn), 3), "ms": round(_time_ms(fn, device, repeats), 2)}
+        with precision_context(device, precision):
+            rows[name] = {"params_m": round(sum(p.numel() for p in module.parameters()) / 1e6, 3) if module else None,
+                          "gflops": round(_gflops(fn), 3), "ms": round(_time_ms(fn, device, repeats), 2)}
     return {"model": model.model_id, "kind": model.kind, "resolution": res, "device": str(device),
+            "parts_precision": precision,
             "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
             "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(), "parts": rows}
 
@@ -201,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(threads[0])
     result = benchmark(args.model, pick_device(args.device), args.repeats)
     result["calls"] = runs
+    print(f"parts, torch {result['parts_precision']}, {threads[0]} thread{'s' * (threads[0] > 1)}:")
     for name, row in result["parts"].items():
         print(f"{name:55s} {row['params_m'] or '':>7} M params {row['gflops']:8.3f} GFLOPs {row['ms']:8.2f} ms")
     if args.out:
