@@ -122,9 +122,10 @@ def run_call(video: Path, refs: Path | None, out: Path, model: str, fps: float |
              sender_args: Sequence[str] = (), layout: Layout = Layout()) -> dict:
     """Three processes (on loopback, or as ``layout`` places them); returns the receiver's stats. ``threads``:
     the receiver's ``--threads`` (None: its default, render workers side by side); the sender runs its networks on
-    one thread, its default on a CPU (a crop and the detector: a few ms a frame). The sender sends ``refs`` as its pictures (None: it
-    picks them). ``sender_args`` go to the sender as they are (impairment, coding). A call whose last bye was
-    lost (the receiver then ends with "sender left") still counts: its ``end_reason`` says so."""
+    one thread, its default on a CPU (a crop and the detector: a few ms a frame). The sender sends ``refs`` as its
+    pictures (None: it picks them). ``sender_args`` go to the sender as they are (impairment, coding). A call
+    whose last bye was lost (the receiver then ends with "sender left") still counts: its ``end_reason`` says
+    so."""
     port = free_port()
     common = ["--model", model, "--room", "demo"]
     token = new_token()
