@@ -121,7 +121,10 @@ async def run(args: argparse.Namespace) -> int:
             return 1
         finally:
             if pipeline.crop_log is not None:
-                Path(args.crops_out).write_text(json.dumps(pipeline.crop_log))
+                try:
+                    Path(args.crops_out).write_text(json.dumps(pipeline.crop_log))
+                except OSError as exc:
+                    log.error("cannot write --crops-out: %s", exc)
 
 
 def _pipeline(args: argparse.Namespace, fps: float) -> FramePipeline:

@@ -5,8 +5,11 @@ import asyncio
 import time
 
 import numpy as np
+import pytest
+import torch
 from calls import intra_encoder
 
+from receiver.__main__ import parse_args, render_threads
 from receiver.session import Expectation, Session
 from shared_model.media.picture_codec import PICTURE_CODEC
 from shared_model.media.video import read_frames
@@ -52,3 +55,16 @@ def test_two_workers_show_frames_in_order_and_drop_late_ones(tmp_path, face_fram
     assert shown == [2, 4, 6, 8, 10]
     assert session.stats.late == 5 and session.stats.rendered == 5
     assert len(read_frames(record)) == session.recorder.frames == 10 - 2 + 1  # slots 2-10, held frames repeated
+
+
+def test_render_worker_defaults(monkeypatch):
+    """On a 2-core CPU: two workers of one thread; --threads alone keeps one worker; a GPU renders one at a time;
+    a worker count out of range is a clear error."""
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert render_threads(parse_args(["--input", "f"]), cpu) == (2, 1)
+    assert render_threads(parse_args(["--input", "f", "--threads", "2"]), cpu) == (1, 2)
+    assert render_threads(parse_args(["--input", "f", "--workers", "3"]), cpu) == (3, 1)
+    assert render_threads(parse_args(["--input", "f"]), gpu) == (1, None)
+    with pytest.raises(SystemExit):
+        parse_args(["--input", "f", "--workers", "0"])
