@@ -51,7 +51,5 @@ class KeypointDetector(nn.Module):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         image = downsample(image, self.size)
         feats = self.backbone(imagenet_normalise(image)) if self.mobilenet else self.features(image)
-        squeezed = self.squeeze(feats)
-        with torch.autocast(image.device.type, enabled=False):  # coordinates in float32, also under bf16 autocast
-            out = self.head(squeezed.float()).view(-1, self.num_kp, 3)
+        out = self.head(self.squeeze(feats)).view(-1, self.num_kp, 3)
         return torch.tanh(out[..., :2]), torch.sigmoid(out[..., 2])
