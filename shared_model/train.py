@@ -58,7 +58,7 @@ class TrainOptions:
     crop_jitter: float = 0.0  # re-frame each training sample by up to this share of the crop (see PairSampler)
     kp_noise_px: float = 0.0  # tps: uniform noise this wide (px) on the driving keypoints, e.g. the wire's step
     channels_last: bool = True  # NHWC tensors: 18 % faster steps on the development CPU (docs/model.md)
-    precision: str = "fp32"  # "bf16": the training step under bf16 autocast (TPS solve, flow, keypoint head fp32)
+    precision: str = "fp32"  # "bf16": the training step under bf16 autocast (the TPS solve and flow stay fp32)
     freeze_detector: bool = False  # train the generator only (enrolment: the sender keeps the shipped detector)
     feature_loss: float = 0.0  # weight of the ImageNet MobileNetV2 feature loss (0: off)
     kp_backbone: str | None = None  # swap the --init model's detector backbone (cnn, mobilenet_v2) ...
