@@ -56,10 +56,15 @@ def _detector() -> cv2.CascadeClassifier:
 
 def detect_face(frame: np.ndarray) -> tuple[float, float, float] | None:
     """Centre x, centre y and side of the largest face in an RGB frame, or None."""
-    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-    gray = cv2.equalizeHist(gray)
-    h, w = gray.shape
-    faces = _detector().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(max(24, min(h, w) // 8),) * 2)
+    h, w = frame.shape[:2]
+    return _largest_face(frame, max(24, min(h, w) // 8))
+
+
+def _largest_face(frame: np.ndarray, min_side: int, max_side: int | None = None) -> tuple[float, float, float] | None:
+    """Centre x, centre y and side of the largest face of a side in [min_side, max_side] in an RGB image."""
+    gray = cv2.equalizeHist(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
+    faces = _detector().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_side,) * 2,
+                                         maxSize=(max_side or 0,) * 2)
     if len(faces) == 0:
         return None
     x, y, fw, fh = max(faces, key=lambda f: f[2] * f[3])
@@ -90,14 +95,12 @@ def detect_face_near(frame: np.ndarray, face: tuple[float, float, float]) -> tup
     if scale < 1.0:
         window = cv2.resize(window, (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))),
                             interpolation=cv2.INTER_AREA)
-    gray = cv2.equalizeHist(cv2.cvtColor(window, cv2.COLOR_RGB2GRAY))
     size = side * scale
-    faces = _detector().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(int(size / 2),) * 2,
-                                         maxSize=(int(size * 2) + 1,) * 2)
-    if len(faces) == 0:
+    found = _largest_face(window, int(size / 2), int(size * 2) + 1)
+    if found is None:
         return None
-    x, y, fw, fh = max(faces, key=lambda f: f[2] * f[3])
-    return x0 + (x + fw / 2.0) / scale, y0 + (y + fh / 2.0) / scale, float(max(fw, fh)) / scale
+    x, y, found_side = found
+    return x0 + x / scale, y0 + y / scale, found_side / scale
 
 
 def crop_from_face(face: tuple[float, float, float], frame_shape: tuple[int, ...]) -> Crop:
