@@ -13,9 +13,9 @@ with the backends that run it); ``--compile`` wraps the generator in ``torch.com
 The second table is the cost of each part with torch at the first thread count, in the precision a receiver
 here runs by default (``--precision auto``): parameters, GFLOPs, ms.
 The sender runs the keypoint detector. For ``tps`` the receiver runs the source encoder once per reference
-and the dense motion network plus decoder for every frame; for ``iw`` it prepares each reference's tokens
-once, and per frame runs the query network, the attention over all references and the decoder, measured
-with 1, 2, 4 and 8 references (the attention's cost grows with the references, the rest does not).
+and the dense motion network plus decoder for every frame; for ``iw`` it prepares each reference's encoder
+features once, and per frame runs the dense motion and key network once per reference, the attention over all
+of them and the decoder once, measured with 1, 2, 4 and 8 references.
 """
 from __future__ import annotations
 
@@ -87,12 +87,12 @@ def iw_parts(model: CodecModel, src: torch.Tensor, drv: torch.Tensor, counts: tu
     g = model.generator
     kp_s, st_s = model.detector(src)
     kp_d, st_d = model.detector(drv)
-    parts: Parts = {"reference tokens: encoder + key U-Net (receiver, once per reference)":
+    parts: Parts = {"reference set: encoder + keypoint map (receiver, once per reference)":
                     (None, lambda: g.prepare(src[None], kp_s[None], st_s[None]))}
     for r in counts:
         refs = g.prepare(src[None].expand(1, r, -1, -1, -1), kp_s[None].expand(1, r, -1, -1),
                          st_s[None].expand(1, r, -1))
-        parts[f"receiver per frame, {r} reference{'s' if r > 1 else ''} (attention + decoder)"] = \
+        parts[f"receiver per frame, {r} reference{'s' if r > 1 else ''} (motion per reference, attention, decoder)"] = \
             (None, lambda refs=refs: g(refs, kp_d, st_d))
     return parts
 

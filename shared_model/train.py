@@ -28,6 +28,7 @@ from .training.data import FrameCache, PairSampler
 from .training.distill import distill_detector
 from .training.losses import LossWeights
 from .media.metrics import psnr
+from .runtime.inference import spread_subset
 from .nets.model import CodecModel, build_model, copy_matching, load_model, pick_device, save_model
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class TrainOptions:
     channels_last: bool = True  # NHWC tensors: 18 % faster steps on the development CPU (docs/model.md)
     precision: str = "fp32"  # "bf16": the training step under bf16 autocast (the TPS solve and flow stay fp32)
     freeze_detector: bool = False  # train the generator only (enrolment: the sender keeps the shipped detector)
+    freeze_motion: bool = False  # keep the dense motion and the source encoder of --init (iw: learn to choose)
     feature_loss: float = 0.0  # weight of the ImageNet MobileNetV2 feature loss (0: off)
     kp_backbone: str | None = None  # swap the --init model's detector backbone (cnn, mobilenet_v2) ...
     distill_steps: int = 1000  # ... teaching the new one the old one's keypoints first, for this many steps
@@ -84,44 +86,62 @@ def name_hash(name: str) -> str:
     return hashlib.sha1(name.encode()).hexdigest()
 
 
-def validation_pairs(caches, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fixed held-out pairs: the first frame of each held-out clip against evenly spaced later frames."""
+#: Sets' validation references come from a clip's first cached frames (1 s at 25 fps, every second frame cached).
+REF_WINDOW = 12
+
+
+def validation_pairs(caches, count: int, refs: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed held-out pairs: the first frame of each held-out clip (or, for sets, ``refs`` frames spread over
+    the clip's first ``REF_WINDOW`` cached frames) against evenly spaced later frames."""
     clips = [(cache, c) for cache, _, held in caches for c in held] or [(cache, c) for cache, train, _ in caches for c in train]
     per_clip = max(1, math.ceil(count / len(clips)))
     src, drv = [], []
     for cache, clip in clips:
         frames = cache.clip_frames(clip)
-        for j in (np.arange(1, per_clip + 1) * len(frames) // (per_clip + 1)):
-            src.append(frames[0])
+        first = 1 if refs == 1 else min(max(refs, REF_WINDOW), len(frames) - 1)
+        for j in first - 1 + (np.arange(1, per_clip + 1) * (len(frames) - first + 1) // (per_clip + 1)):
+            src.append(frames[0] if refs == 1 else frames[spread_subset(first, refs)])
             drv.append(frames[j])
     idx = np.linspace(0, len(src) - 1, min(count, len(src))).round().astype(int)
-    to_t = lambda a: torch.from_numpy(np.stack([a[i] for i in idx])).permute(0, 3, 1, 2).float() / 255.0
+    to_t = lambda a: torch.from_numpy(np.stack([a[i] for i in idx])).movedim(-1, -3).float() / 255.0
     return to_t(src), to_t(drv)
 
 
 def save_grid(path: Path, source: torch.Tensor, driving: torch.Tensor, prediction: torch.Tensor, rows: int = 6) -> None:
-    """PNG with one row per pair: source | driving | prediction."""
+    """PNG with one row per pair: source (each of a set) | driving | prediction."""
     n = min(rows, source.shape[0])
-    tiles = torch.cat([torch.cat([source[i], driving[i], prediction[i]], dim=2) for i in range(n)], dim=1)
+    sources = source if source.dim() == 5 else source[:, None]
+    tiles = torch.cat([torch.cat([*sources[i], driving[i], prediction[i]], dim=2) for i in range(n)], dim=1)
     img = (tiles.permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
     cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
 
 
-def set_training(model: CodecModel, freeze_detector: bool) -> None:
-    """Training mode, except a frozen detector, which keeps its batch-norm statistics."""
+def frozen_parts(model: CodecModel, opts: TrainOptions) -> list[torch.nn.Module]:
+    """The parts ``opts`` keeps as ``--init`` gave them."""
+    parts: list[torch.nn.Module] = [model.detector] if opts.freeze_detector else []
+    if opts.freeze_motion:
+        parts += [model.generator.dense_motion, model.generator.encoder]
+    return parts
+
+
+def set_training(model: CodecModel, frozen: list[torch.nn.Module]) -> None:
+    """Training mode, except frozen parts, which keep their batch-norm statistics."""
     model.train()
-    if freeze_detector:
-        model.detector.eval()
+    for part in frozen:
+        part.eval()
 
 
 @torch.no_grad()
 def validate(model: CodecModel, src: torch.Tensor, drv: torch.Tensor, device: torch.device, batch: int = 8,
-             freeze_detector: bool = False):
+             frozen: list[torch.nn.Module] | None = None):
+    """Validation PSNR, the frozen (first) reference's, and the predictions; ``src`` holds single references
+    (N, 3, H, W) or sets (N, R, 3, H, W)."""
     model.eval()
     preds = torch.cat([model.reconstruct(src[i:i + batch].to(device), drv[i:i + batch].to(device)).cpu()
                        for i in range(0, len(src), batch)])
-    set_training(model, freeze_detector)
-    return psnr(preds, drv).mean().item(), psnr(src, drv).mean().item(), preds
+    set_training(model, frozen or [])
+    first = src if src.dim() == 4 else src[:, 0]
+    return psnr(preds, drv).mean().item(), psnr(first, drv).mean().item(), preds
 
 
 #: Channels of the full-resolution levels a model gains, one per doubling (256 px, then 512 px).
@@ -196,9 +216,11 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
     if model.kind != opts.model:
         raise ValueError(f"the model config is for {model.kind}, not --model {opts.model}")
     model = model.to(device)
-    set_training(model, opts.freeze_detector)
+    frozen = frozen_parts(model, opts)
+    set_training(model, frozen)
+    for part in frozen:
+        part.requires_grad_(False)
     if opts.freeze_detector:
-        model.detector.requires_grad_(False)
         weights = replace(weights, equivariance=0.0)
     if opts.feature_loss:
         weights = replace(weights, feature=opts.feature_loss)
@@ -226,8 +248,8 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
             load_imagenet(model.detector.backbone)
         distill_detector(model.detector, teacher.detector, samplers[0], opts.distill_steps, device=device)
         model.detector.to(memory_format=memory_format)
-        set_training(model, opts.freeze_detector)
-    val_src, val_drv = validation_pairs(caches, opts.val_pairs)
+        set_training(model, frozen)
+    val_src, val_drv = validation_pairs(caches, opts.val_pairs, opts.max_refs if model.kind == "iw" else 1)
     held_names = [c["name"] for _, _, held in caches for c in held]
     held_people = {c["name"]: c.get("person", c["name"]) for _, _, held in caches for c in held}
     training_people = len({c.get("person", c["name"]) for _, train_clips, _ in caches for c in train_clips})
@@ -251,7 +273,7 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
     running: dict[str, float] = {}
 
     def run_validation() -> dict[str, float]:
-        val_psnr, base_psnr, preds = validate(model, val_src, val_drv, device, freeze_detector=opts.freeze_detector)
+        val_psnr, base_psnr, preds = validate(model, val_src, val_drv, device, frozen=frozen)
         save_grid(out / f"val_{step:06d}.png", val_src, val_drv, preds)
         bar.write(f"step {step}: validation PSNR {val_psnr:.2f} dB (frozen reference {base_psnr:.2f} dB)")
         if val_psnr > max((h["val_psnr"] for h in history), default=-math.inf):
@@ -328,6 +350,8 @@ def parse_args(argv: list[str] | None) -> TrainOptions:
                     help="bf16: the training step under bf16 autocast (1.7x faster on a CPU with avx512_bf16)")
     ap.add_argument("--freeze-detector", action="store_true", default=None,
                     help="train the generator only (the keypoints stay those of --init)")
+    ap.add_argument("--freeze-motion", action="store_true", default=None,
+                    help="keep the dense motion and source encoder of --init (iw: learn to choose among the warps)")
     args = ap.parse_args(argv)
     values = json.loads(Path(args.config).read_text()) if args.config else {}
     values.update({k: v for k, v in vars(args).items() if v is not None and k != "config"})

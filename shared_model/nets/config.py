@@ -5,6 +5,10 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 
+#: Keys older weights files carry that no longer mean anything (read and ignored).
+RETIRED = frozenset({"iw_reduction"})  # the token grid of the first implicit-warping design
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Sizes of the keypoint detector and of the generator: ``tps`` (TPS motion) or ``iw`` (implicit warping).
@@ -13,7 +17,7 @@ class ModelConfig:
     generator's deeper levels run on a ``core_resolution`` copy of the picture; each doubling from there to the
     output is one light full-resolution level (``hr_channels``, coarsest first): the reference and its features
     are warped at full resolution, the motion is not recomputed there. 128 px models have no such level.
-    The ``motion_*`` sizes are used by ``tps`` only, the ``iw_*`` sizes by ``iw`` only.
+    The ``iw_*`` sizes are used by ``iw`` only (which runs the TPS dense motion too, once per reference).
     """
 
     generator: str = "tps"
@@ -31,11 +35,10 @@ class ModelConfig:
     gen_channels: tuple[int, ...] = (24, 48, 96, 192)  # generator encoder, one level per entry
     gen_res_blocks: int = 1  # residual blocks per decoder level
     iw_map_channels: int = 16  # channels of the rendered keypoint map (each keypoint paints a learned colour)
-    iw_unet_channels: tuple[int, ...] = (32, 64, 128)  # query / key U-Nets, run at resolution / 4
+    iw_unet_channels: tuple[int, ...] = (32, 64, 128)  # query / key U-Nets, run on the attention grid (the flow's)
     iw_dim: int = 64  # query / key width
-    iw_reduction: int = 1  # spatial reduction: tokens on a (resolution / 4 / iw_reduction)^2 grid per image
     iw_extra_kv: int = 8  # learned key/value pairs that let a location take "none of the references"
-    iw_kv_dropout: float = 0.15  # share of reference tokens hidden from the attention while training
+    iw_kv_dropout: float = 0.15  # share of (reference, location) entries hidden from the attention while training
     iw_max_refs: int = 8  # references one attention call takes at most (the receiver's documented maximum)
 
     def __post_init__(self) -> None:
@@ -46,8 +49,6 @@ class ModelConfig:
                              f"entry of hr_channels {self.hr_channels}")
         if self.kp_backbone not in ("cnn", "mobilenet_v2"):
             raise ValueError(f"unknown keypoint backbone {self.kp_backbone!r} (cnn or mobilenet_v2)")
-        if self.generator == "iw" and self.hr_channels:
-            raise ValueError("the iw generator has no full-resolution levels yet")
 
     @property
     def core(self) -> int:
@@ -64,6 +65,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k not in RETIRED}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown model config keys: {sorted(unknown)}")

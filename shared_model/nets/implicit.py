@@ -1,14 +1,17 @@
-"""Implicit-warping generator (Mallya, Wang & Liu, NeurIPS 2022): one cross-modal attention layer picks, for
-every output location, features from any of the reference images; no flow is computed.
+"""Implicit-warping generator (after Mallya, Wang & Liu, NeurIPS 2022), guided by TPS motion.
 
-Tokens live on a ``G x G`` grid per image, ``G = resolution / 4 / iw_reduction``. A reference token's value is
-the patch of the encoder pyramid under it (space-to-depth of every level at least as fine as the grid), so
-the attention moves fine detail, not just a coarse feature. Queries come from the driving keypoints only;
-keys from a reference's keypoints together with the reference image.
+One cross-modal attention layer chooses, for every location of the frame, among all the references and a few
+learned "none of these" key/values. What makes it trainable on a CPU is the prior it starts from: each
+reference is first moved by the TPS dense motion (the shipped ``tps`` network, one run per reference), so
+the attention does not have to learn correspondence from nothing; it only has to learn which reference (or
+none) shows each place best. Queries come from the frame's keypoints, keys from each reference's keypoints
+and picture as moved onto the frame, plus a per-reference prior from the keypoint distance (the rule TPS's
+receiver picks its one reference by). The attention weights mix the moved reference features at every
+level of the decoder, the moved reference pixels, and learned values; a residual branch (zero at the
+start) adds what a weighted average cannot express.
 
-The attention applied to the reference pixels (the residual branch's input) is also an image: the output
-blends it with the decoded image through a predicted mask, as TPS blends its warped source, so sharp
-reference detail reaches the output from the first training step.
+With one reference and the extra key/values unused this is exactly the TPS generator, so training starts at
+TPS's quality and the attention has to earn every change from there.
 """
 from __future__ import annotations
 
@@ -19,24 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import Down, Hourglass
+from .blocks import Hourglass, conv_input, downsample
 from .config import ModelConfig
-from .dense_motion import keypoint_heatmaps
+from .dense_motion import DenseMotion, keypoint_heatmaps, resize_flow
 from .generator import Decoder, SourceEncoder
+from .tps import warp
 from ..media.references import keypoint_distance
-
-
-def positional_encoding(size: int, dim: int) -> torch.Tensor:
-    """Fixed 2-D sinusoidal encoding of a ``size x size`` grid: (size*size, dim), row-major."""
-    if dim % 4:
-        raise ValueError("the attention width must be a multiple of 4")
-    freqs = torch.exp(torch.arange(dim // 4) * (-math.log(size * 4.0) / max(1, dim // 4 - 1))) * math.pi
-    coords = torch.arange(size, dtype=torch.float32)
-    angle = coords[:, None] * freqs[None]  # (size, dim/4)
-    axis = torch.cat([angle.sin(), angle.cos()], dim=1)  # (size, dim/2)
-    y = axis[:, None, :].expand(size, size, -1)
-    x = axis[None, :, :].expand(size, size, -1)
-    return torch.cat([y, x], dim=-1).reshape(size * size, dim)
 
 
 class KeypointMap(nn.Module):
@@ -53,128 +44,121 @@ class KeypointMap(nn.Module):
         return torch.einsum("bphw,pc->bchw", heat, self.colours)
 
 
-class TokenNet(nn.Module):
-    """U-Net at the map size, patch merging by ``reduction`` onto the token grid, and a 1x1 projection:
-    (B, C, s, s) to tokens (B, G*G, out)."""
+class EmbeddingNet(nn.Module):
+    """U-Net at the attention grid and a 1x1 projection: (B, C, s, s) to (B, dim, s, s)."""
 
-    def __init__(self, cin: int, channels: tuple[int, ...], reduction: int, out: int) -> None:
+    def __init__(self, cin: int, channels: tuple[int, ...], dim: int, zero_init: bool = False) -> None:
         super().__init__()
         self.unet = Hourglass(cin, channels)
-        self.reduction = reduction
-        self.proj = nn.Conv2d(self.unet.out_channels[-1] * reduction**2, out, 1)
+        self.proj = nn.Conv2d(self.unet.out_channels[-1], dim, 1)
+        if zero_init:
+            nn.init.zeros_(self.proj.weight)
+            nn.init.zeros_(self.proj.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.unet(x)[-1]
-        if self.reduction > 1:
-            f = F.pixel_unshuffle(f, self.reduction)
-        return self.proj(f).flatten(2).transpose(1, 2)
+        return self.proj(self.unet(conv_input(x))[-1]).float()
 
 
 @dataclass
 class ReferenceSet:
-    """Every token of a set, computed once per set: keys (with position), values and pixels of the
-    ``count`` reference tokens, followed by the learned extra pairs."""
+    """What a set of R references gives every frame, computed once per set."""
 
-    keys: torch.Tensor  # (B, count + extra, dim)
-    values: torch.Tensor  # (B, count + extra, value_dim)
-    pixels: torch.Tensor  # (B, count + extra, 3 * (resolution / G)^2)
-    kp: torch.Tensor  # (B, R, P, 2): the references' keypoints, for the reference prior
+    images: torch.Tensor  # (B * R, 3, H, W)
+    feats: list[torch.Tensor]  # the encoder pyramid of each, finest first: (B * R, C, h, w)
+    maps: torch.Tensor  # their keypoint maps (B * R, C, s, s)
+    kp: torch.Tensor  # (B, R, P, 2)
     strength: torch.Tensor  # (B, R, P)
-    count: int  # reference tokens: R * G * G
+
+    @property
+    def count(self) -> int:
+        return self.kp.shape[1]
 
 
 class IWGenerator(nn.Module):
-    """Rebuilds a frame from driving keypoints and a set of references with their keypoints."""
+    """Rebuilds a frame from driving keypoints and a set of references with their keypoints.
+
+    The dense motion, source encoder and decoder have the TPS generator's names and shapes, so a ``tps``
+    model's weights start them (``train --model iw --init tps``).
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        res, ch = cfg.resolution, cfg.gen_channels
-        map_size = res // 4
-        if map_size % cfg.iw_reduction:
-            raise ValueError("resolution / 4 must be divisible by iw_reduction")
-        self.grid = g = map_size // cfg.iw_reduction
-        self.kp_map = KeypointMap(cfg.num_keypoints, cfg.iw_map_channels, map_size, cfg.heatmap_variance)
-        self.query_net = TokenNet(cfg.iw_map_channels, cfg.iw_unet_channels, cfg.iw_reduction, cfg.iw_dim)
-        self.key_net = TokenNet(cfg.iw_map_channels + 3, cfg.iw_unet_channels, cfg.iw_reduction, cfg.iw_dim)
+        self.dense_motion = DenseMotion(cfg)
         self.encoder = SourceEncoder(cfg)
         self.decoder = Decoder(cfg)
-        sizes = [res // 2**i for i in range(len(ch))]
-        #: Pyramid levels carried in the values (finest first) with their patch side; coarser levels are
-        #: rebuilt from the attended features by strided blocks.
-        self.value_levels = [(i, s // g) for i, s in enumerate(sizes) if s >= g]
-        self.coarse = nn.ModuleList(Down(ch[i - 1], ch[i]) for i in range(len(self.value_levels), len(ch)))
-        self.value_dim = sum(ch[i] * p * p for i, p in self.value_levels)
-        self.pixel_patch = res // g
-        pixel_dim = 3 * self.pixel_patch**2
-        m, d = cfg.iw_extra_kv, cfg.iw_dim
-        self.extra_keys = nn.Parameter(torch.randn(m, d))
-        self.extra_values = nn.Parameter(torch.zeros(m, self.value_dim))
-        self.extra_pixels = nn.Parameter(torch.full((m, pixel_dim), 0.5))
-        # Residual branch: attended pixels and keys with the query, to what a weighted average misses.
-        self.residual = nn.Sequential(nn.Linear(pixel_dim + 2 * d, 256), nn.ReLU(inplace=True),
-                                      nn.Linear(256, self.value_dim))
+        #: Side of the attention grid: where the flow is composed (core / flow_scale).
+        self.size = s = cfg.core // cfg.flow_scale
+        d, m = cfg.iw_dim, cfg.iw_extra_kv
+        self.kp_map = KeypointMap(cfg.num_keypoints, cfg.iw_map_channels, s, cfg.heatmap_variance)
+        self.query_net = EmbeddingNet(cfg.iw_map_channels, cfg.iw_unet_channels, d)
+        # Keys: the reference's keypoint map and picture moved onto the frame, and its occlusion there. Zero at
+        # the start, so the keypoint-distance prior alone chooses (TPS's rule, softened).
+        self.key_net = EmbeddingNet(cfg.iw_map_channels + 4, cfg.iw_unet_channels, d, zero_init=True)
+        channels = (*cfg.hr_channels[::-1], *cfg.gen_channels)  # every decoder level, finest first
+        self.level_sizes = [cfg.resolution // 2**i for i in range(len(channels))]
+        self.extra_keys = nn.Parameter(torch.zeros(m, d))
+        self.extra_bias = nn.Parameter(torch.tensor(-6.0))  # the learned entries start nearly unused
+        self.extra_values = nn.ParameterList(nn.Parameter(torch.zeros(m, c)) for c in channels)
+        # Residual branch at the attention grid's level: attended keys and the query, to what mixing misses.
+        self.residual_level = self.level_sizes.index(s)
+        self.residual = nn.Sequential(nn.Conv2d(2 * d, 64, 1), nn.ReLU(inplace=True),
+                                      nn.Conv2d(64, channels[self.residual_level], 1))
         nn.init.zeros_(self.residual[-1].weight)
         nn.init.zeros_(self.residual[-1].bias)
-        self.mask = nn.Conv2d(ch[0], 1, 7, 1, 3)
-        nn.init.constant_(self.mask.bias, 2.0)  # start by showing the attended reference pixels
-        self.register_buffer("position", positional_encoding(g, d), persistent=False)
-        # Large enough at the start that each location attends to the same place in the reference.
-        self.position_scale = nn.Parameter(torch.tensor(2.0))
-        # Reference prior: every token of a reference loses exp(this) x its keypoint distance to the frame.
+        # Reference prior: each reference's logits lose exp(this) x its keypoint distance to the frame.
         self.reference_prior = nn.Parameter(torch.tensor(math.log(20.0)))
 
     def prepare(self, refs: torch.Tensor, kp: torch.Tensor, strength: torch.Tensor) -> ReferenceSet:
-        """References (B, R, 3, H, W) with keypoints (B, R, P, 2) and strengths (B, R, P) to one token set."""
-        b, r = refs.shape[:2]
-        flat = refs.flatten(0, 1)
-        small = F.interpolate(flat, size=(self.kp_map.size,) * 2, mode="area")
-        keys = self.key_net(torch.cat([self.kp_map(kp.flatten(0, 1), strength.flatten(0, 1)), small], 1))
-        feats = self.encoder(flat)
-        values = torch.cat([F.pixel_unshuffle(feats[i], p) if p > 1 else feats[i] for i, p in self.value_levels], 1)
-        pixels = F.pixel_unshuffle(flat, self.pixel_patch)
-        count = r * self.grid**2
-        with_extra = lambda t, extra: torch.cat([t.reshape(b, count, -1), extra.expand(b, -1, -1)], 1)
-        keys = with_extra(keys + self.position_scale * self.position, self.extra_keys)
-        values = with_extra(values.flatten(2).transpose(1, 2), self.extra_values)
-        pixels = with_extra(pixels.flatten(2).transpose(1, 2), self.extra_pixels)
-        return ReferenceSet(keys, values, pixels, kp, strength, count)
+        """References (B, R, 3, H, W) with keypoints (B, R, P, 2) and strengths (B, R, P) to a set."""
+        images = refs.flatten(0, 1)
+        return ReferenceSet(images, self.encoder(images), self.kp_map(kp.flatten(0, 1), strength.flatten(0, 1)),
+                            kp, strength)
 
     def forward(self, refs: ReferenceSet, kp_drv: torch.Tensor, str_drv: torch.Tensor,
-                token_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """``token_mask`` (B, refs.count), True where a reference token may be attended (default: all;
-        while training a random ``iw_kv_dropout`` share is hidden). Returns the prediction and the
-        attention (B, G*G, refs.count + extra)."""
-        b = kp_drv.shape[0]
-        q = self.query_net(self.kp_map(kp_drv, str_drv)) + self.position_scale * self.position
-        logits = q @ refs.keys.transpose(1, 2) / math.sqrt(q.shape[-1])
+                ref_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``ref_mask`` (B, R, s, s), True where a reference may be attended (default: everywhere; while
+        training a random ``iw_kv_dropout`` share is hidden). Returns the prediction and the attention
+        (B, R + extra, s, s)."""
+        b, r, s = kp_drv.shape[0], refs.count, self.size
+        kp_rep, st_rep = kp_drv.repeat_interleave(r, 0), str_drv.repeat_interleave(r, 0)
+        motion = self.dense_motion(refs.images, refs.kp.flatten(0, 1), refs.strength.flatten(0, 1), kp_rep, st_rep)
+        flow, occlusion = motion["flow"], motion["occlusion"]
+        small_flow = resize_flow(flow, s)
+        occ_small = occlusion[self.level_sizes.index(s)]
+        moved = torch.cat([warp(refs.maps, small_flow), downsample(motion["warped_source"], s), occ_small], 1)
+        keys = self.key_net(moved).view(b, r, -1, s, s)
+        query = self.query_net(self.kp_map(kp_drv, str_drv))  # (B, d, s, s)
+        scale = 1.0 / math.sqrt(query.shape[1])
         distance = keypoint_distance(refs.kp, refs.strength, kp_drv[:, None], str_drv[:, None])[:, 0]  # (B, R)
-        prior = -self.reference_prior.exp() * distance.repeat_interleave(self.grid**2, dim=1)
-        logits = logits + torch.cat([prior, prior.new_zeros(b, self.cfg.iw_extra_kv)], 1)[:, None, :]
-        if token_mask is None and self.training and self.cfg.iw_kv_dropout > 0:
-            token_mask = torch.rand(b, refs.count, device=q.device) >= self.cfg.iw_kv_dropout
-        if token_mask is not None:
-            hidden = torch.cat([~token_mask, token_mask.new_zeros(b, self.cfg.iw_extra_kv)], 1)
-            logits = logits.masked_fill(hidden[:, None, :], float("-inf"))
-        attn = torch.softmax(logits, dim=-1)
-        pixels = attn @ refs.pixels
-        values = attn @ refs.values + self.residual(torch.cat([pixels, attn @ refs.keys, q], -1))
-        x = self.decoder.features(self.pyramid(values))
-        attended = F.pixel_shuffle(pixels.transpose(1, 2).reshape(b, -1, self.grid, self.grid), self.pixel_patch)
-        mask = torch.sigmoid(self.mask(x))
-        prediction = torch.sigmoid(self.decoder.out(x)) * (1 - mask) + attended * mask
-        return {"prediction": prediction, "attention": attn, "attended_pixels": attended, "mask": mask}
+        distance = distance - distance.min(1, keepdim=True).values  # the nearest reference's prior is 0
+        ref_logits = (query[:, None] * keys).sum(2) * scale - self.reference_prior.exp() * distance[..., None, None]
+        extra_logits = torch.einsum("bdhw,md->bmhw", query, self.extra_keys) * scale + self.extra_bias
+        if ref_mask is None and self.training and self.cfg.iw_kv_dropout > 0:
+            ref_mask = torch.rand(b, r, s, s, device=query.device) >= self.cfg.iw_kv_dropout
+        if ref_mask is not None:
+            ref_logits = ref_logits.masked_fill(~ref_mask, float("-inf"))
+        attention = torch.softmax(torch.cat([ref_logits, extra_logits], 1), dim=1)
+        feats = []
+        for level, (f, occ, extra) in enumerate(zip(refs.feats, occlusion, self.extra_values)):
+            a = resize_weights(attention, f.shape[-1])
+            moved_f = (warp(f, resize_flow(flow, f.shape[-1])) * occ).unflatten(0, (b, r))
+            mixed = (a[:, :r, None] * moved_f).sum(1) + torch.einsum("bmhw,mc->bchw", a[:, r:], extra)
+            if level == self.residual_level:
+                attended_keys = (attention[:, :r, None] * keys).sum(1)
+                mixed = mixed + self.residual(torch.cat([attended_keys, query], 1))
+            feats.append(conv_input(mixed))
+        generated = self.decoder(feats)
+        a = resize_weights(attention[:, :r], refs.images.shape[-1])[:, :, None]
+        shown = (a * occlusion[0].unflatten(0, (b, r)))  # (B, R, 1, H, W): how much of each moved picture shows
+        prediction = generated * (1.0 - shown.sum(1)) + (shown * motion["warped_source"].unflatten(0, (b, r))).sum(1)
+        return {"prediction": prediction, "attention": attention}
 
-    def pyramid(self, tokens: torch.Tensor) -> list[torch.Tensor]:
-        """Attended tokens (B, G*G, value_dim) back to the decoder's feature pyramid, finest first."""
-        b, g = tokens.shape[0], self.grid
-        grid = tokens.transpose(1, 2).reshape(b, -1, g, g)
-        feats, start = [], 0
-        for i, p in self.value_levels:
-            width = self.cfg.gen_channels[i] * p * p
-            level = grid[:, start:start + width]
-            feats.append(F.pixel_shuffle(level, p) if p > 1 else level)
-            start += width
-        for block in self.coarse:
-            feats.append(block(feats[-1]))
-        return feats
+
+def resize_weights(weights: torch.Tensor, size: int) -> torch.Tensor:
+    """Attention maps (B, N, s, s) at ``size``: bilinear up, box down; both keep every location's sum."""
+    if weights.shape[-1] == size:
+        return weights
+    if weights.shape[-1] > size:
+        return downsample(weights, size)
+    return F.interpolate(weights, size=(size, size), mode="bilinear", align_corners=False)
