@@ -305,8 +305,12 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
         total = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         total.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        opt.step()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        finite = bool(torch.isfinite(grad_norm))
+        if finite:
+            opt.step()
+        else:  # one non-finite gradient would make every weight NaN after clipping: skip the batch, say so
+            log.warning("step %d: non-finite gradient (loss %.3f), batch skipped", step, total.item())
         step += 1
         elapsed = time.time() - started
         for k, v in losses.items():
@@ -315,7 +319,7 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
         bar.update(1)
         bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()})
         record = {"step": step, "time_s": round(elapsed, 1), "lr": lr_at(step - 1, opts), **{k: v.item() for k, v in losses.items()},
-                  "total": total.item()}
+                  "total": total.item(), **({} if finite else {"skipped": True})}
         if step % opts.val_every == 0 or step == opts.steps:
             record.update(run_validation())
         log_file.write(json.dumps(record) + "\n")

@@ -7,7 +7,7 @@ import torch
 from shared_model.nets.model import TPSModel, load_model
 from shared_model.train import TrainOptions, load_caches, train
 from shared_model.training.data import FrameCache, PairSampler, prepare
-from shared_model.training.losses import LossWeights
+from shared_model.training.losses import LossWeights, reconstruction_loss
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +109,16 @@ def test_bf16_training_learns(cache, tmp_path, small_config):
                         val_every=60, val_pairs=8, save_every=60, device="cpu", precision="bf16")
     history = train(opts, small_config)["history"]
     assert history[-1]["val_psnr"] > history[0]["val_psnr"] + 2.0, history
+
+
+def test_image_losses_stay_float32_under_bf16_autocast():
+    """bf16 training: the image losses are computed in float32 (SSIM's variance terms cancel in bf16)."""
+    torch.manual_seed(0)
+    truth = torch.rand(2, 3, 64, 64)
+    prediction = (truth + 0.05 * torch.randn_like(truth)).clamp(0, 1)
+    plain = reconstruction_loss(prediction, truth, LossWeights())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = reconstruction_loss(prediction.bfloat16(), truth, LossWeights())
+    for name, value in plain.items():
+        assert mixed[name].dtype == torch.float32
+        torch.testing.assert_close(mixed[name], value, atol=0.02, rtol=0.01)

@@ -78,8 +78,12 @@ def warp_loss(warped_feats: list[torch.Tensor], driving_feats: list[torch.Tensor
 
 
 def reconstruction_loss(prediction: torch.Tensor, target: torch.Tensor, w: LossWeights) -> dict[str, torch.Tensor]:
-    losses = {"l1": w.pyramid_l1 * pyramid_l1(prediction, target, w.scales),
-              "ssim": w.ssim * (1.0 - ssim(prediction, target)).mean()}
+    """The image losses, in float32 even under autocast: SSIM's variance terms cancel badly in bf16 (its ratio
+    reached infinity on real batches)."""
+    with torch.autocast(prediction.device.type, enabled=False):
+        prediction, target = prediction.float(), target.float()
+        losses = {"l1": w.pyramid_l1 * pyramid_l1(prediction, target, w.scales),
+                  "ssim": w.ssim * (1.0 - ssim(prediction, target)).mean()}
     if w.feature:
         losses["feature"] = w.feature * feature_loss(prediction, target)
     return losses
