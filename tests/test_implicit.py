@@ -217,3 +217,20 @@ def test_reference_prior_favours_the_reference_nearest_in_keypoints(iw_config):
     attn = model.generator(refs, kp, strength)["attention"]
     near, far = attn[:, 0].mean(), attn[:, 1].mean()
     assert near > 0.9 and far < 0.1, (near, far)
+
+
+@torch.no_grad()
+def test_each_sample_of_a_batch_is_rendered_from_its_own_set(iw_config):
+    """A batch renders each sample as it would alone (the reference prior once mixed up the samples' sets)."""
+    model = IWModel(iw_config).eval()
+    torch.manual_seed(7)
+    images = torch.rand(2, 3, 3, 64, 64)
+    kp, st = model.detector(images.flatten(0, 1))
+    kp, st = kp.view(2, 3, -1, 2), st.view(2, 3, -1)
+    kp_d, st_d = kp[:, 1] + 0.05, st[:, 1]  # each frame near its own second reference
+    batch = model.generator(model.generator.prepare(images, kp, st), kp_d, st_d)
+    for i in range(2):
+        alone = model.generator(model.generator.prepare(images[i:i + 1], kp[i:i + 1], st[i:i + 1]),
+                                kp_d[i:i + 1], st_d[i:i + 1])
+        torch.testing.assert_close(batch["attention"][i:i + 1], alone["attention"], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(batch["prediction"][i:i + 1], alone["prediction"], atol=1e-5, rtol=1e-4)

@@ -132,7 +132,7 @@ class IWGenerator(nn.Module):
         keys = self.key_net(moved).view(b, r, -1, s, s)
         query = self.query_net(self.kp_map(kp_drv, str_drv))  # (B, d, s, s)
         scale = 1.0 / math.sqrt(query.shape[1])
-        distance = keypoint_distance(refs.kp, refs.strength, kp_drv[:, None], str_drv[:, None])[:, 0]  # (B, R)
+        distance = keypoint_distance(refs.kp, refs.strength, kp_drv, str_drv)  # (B, R)
         distance = distance - distance.min(1, keepdim=True).values  # the nearest reference's prior is 0
         ref_logits = (query[:, None] * keys).sum(2) * scale - self.reference_prior.exp() * distance[..., None, None]
         extra_logits = torch.einsum("bdhw,md->bmhw", query, self.extra_keys) * scale + self.extra_bias
