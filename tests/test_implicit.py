@@ -225,9 +225,10 @@ def test_each_sample_of_a_batch_is_rendered_from_its_own_set(iw_config):
     model = IWModel(iw_config).eval()
     torch.manual_seed(7)
     images = torch.rand(2, 3, 3, 64, 64)
-    kp, st = model.detector(images.flatten(0, 1))
-    kp, st = kp.view(2, 3, -1, 2), st.view(2, 3, -1)
-    kp_d, st_d = kp[:, 1] + 0.05, st[:, 1]  # each frame near its own second reference
+    base = torch.rand(3, iw_config.num_keypoints, 2) * 1.2 - 0.6
+    kp = torch.stack([base, base.flip(0)])  # sample 1's references have sample 0's keypoints in reverse order
+    st = torch.ones(2, 3, iw_config.num_keypoints)
+    kp_d, st_d = kp[[0, 1], [0, 2]] + 0.02, st[:, 0]  # sample 0 near its first reference, sample 1 near its third
     batch = model.generator(model.generator.prepare(images, kp, st), kp_d, st_d)
     for i in range(2):
         alone = model.generator(model.generator.prepare(images[i:i + 1], kp[i:i + 1], st[i:i + 1]),
