@@ -66,6 +66,7 @@ class TrainOptions:
     kp_backbone: str | None = None  # swap the --init model's detector backbone (cnn, mobilenet_v2) ...
     distill_steps: int = 1000  # ... teaching the new one the old one's keypoints first, for this many steps
     people_limit: int | None = None  # train on this many of the training people only (a learning curve)
+    lr_new: float | None = None  # learning rate of the tensors --init did not provide (default: --lr)
 
 
 def load_caches(paths: list[str], people_limit: int | None = None) -> list[tuple[FrameCache, list[dict], list[dict]]]:
@@ -186,6 +187,18 @@ def init_model(init: str, kind: str, resolution: int, hr_channels: list[int] | N
     return model
 
 
+def param_groups(model: CodecModel, opts: TrainOptions) -> list[dict]:
+    """The trainable parameters; with ``--lr-new``, those ``--init`` did not provide (a new generator's attention)
+    in a group of their own that learns at that rate while the fine-tuned rest learns at ``--lr``."""
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not (opts.init and opts.lr_new):
+        return [{"params": [p for _, p in trainable], "lr_scale": 1.0}]
+    given = {k: v.shape for k, v in load_model(opts.init).state_dict().items()}
+    fresh = [p for n, p in trainable if given.get(n) != p.shape]
+    rest = [p for n, p in trainable if given.get(n) == p.shape]
+    return [{"params": rest, "lr_scale": 1.0}, {"params": fresh, "lr_scale": opts.lr_new / opts.lr}]
+
+
 def lr_at(step: int, opts: TrainOptions) -> float:
     """Short warm-up, then cosine decay to 5 % of the base rate."""
     warm = min(100, opts.steps // 20)
@@ -230,7 +243,7 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
         if model.kind != "tps":
             raise ValueError("--kp-noise-px is for the tps generator")
         model.kp_noise = opts.kp_noise_px * 2.0 / res
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=opts.lr, betas=(0.5, 0.999))
+    opt = torch.optim.Adam(param_groups(model, opts), lr=opts.lr, betas=(0.5, 0.999))
     step, elapsed, history = 0, 0.0, []
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.exists():
@@ -290,7 +303,7 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
         if opts.stop_at is not None and step >= opts.stop_at:
             break
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, opts)
+            group["lr"] = lr_at(step, opts) * group.get("lr_scale", 1.0)
         sampler = samplers[step % len(samplers)]
         if model.kind == "tps":
             cut = opts.dropout_until * opts.steps
@@ -345,7 +358,7 @@ def parse_args(argv: list[str] | None) -> TrainOptions:
                  "core_resolution", "distill_steps", "people_limit"):
         ap.add_argument("--" + name.replace("_", "-"), type=int)
     ap.add_argument("--hr-channels", type=int, nargs="+", help="channels of each full-resolution level")
-    for name in ("lr", "time_limit_min", "dropout_until", "crop_jitter", "kp_noise_px", "feature_loss"):
+    for name in ("lr", "lr_new", "time_limit_min", "dropout_until", "crop_jitter", "kp_noise_px", "feature_loss"):
         ap.add_argument("--" + name.replace("_", "-"), type=float)
     ap.add_argument("--device", choices=["auto", "cuda", "cpu"])
     ap.add_argument("--kp-backbone", choices=["cnn", "mobilenet_v2"])
