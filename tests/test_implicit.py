@@ -15,7 +15,7 @@ from shared_model.nets.config import ModelConfig
 from shared_model.nets.model import IWModel, TPSModel, load_model, save_model
 from shared_model.runtime.backend import Backend
 from shared_model.runtime.inference import Renderer
-from shared_model.train import TrainOptions, init_model, train
+from shared_model.train import TrainOptions, init_model, param_groups, train
 from shared_model.training.data import prepare
 
 
@@ -235,3 +235,16 @@ def test_each_sample_of_a_batch_is_rendered_from_its_own_set(iw_config):
                                 kp_d[i:i + 1], st_d[i:i + 1])
         torch.testing.assert_close(batch["attention"][i:i + 1], alone["attention"], atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(batch["prediction"][i:i + 1], alone["prediction"], atol=1e-5, rtol=1e-4)
+
+
+def test_lr_new_gives_the_tensors_init_lacks_their_own_rate(tmp_path, small_config):
+    save_model(TPSModel(small_config), tmp_path / "tps.pt", "tiny")
+    model = init_model(str(tmp_path / "tps.pt"), "iw", 64)
+    groups = param_groups(model, TrainOptions(init=str(tmp_path / "tps.pt"), lr=1e-4, lr_new=1e-3))
+    fresh = {id(p) for p in groups[1]["params"]}
+    names = {n for n, p in model.named_parameters() if id(p) in fresh}
+    assert groups[1]["lr_scale"] == pytest.approx(10.0)
+    assert any(n.startswith("generator.key_net") for n in names) and "generator.reference_prior" in names
+    assert not any(n.startswith(("detector", "generator.decoder", "generator.dense_motion", "generator.encoder"))
+                   for n in names)
+    assert len(param_groups(model, TrainOptions(init=str(tmp_path / "tps.pt")))) == 1
