@@ -97,6 +97,14 @@ def iw_parts(model: CodecModel, src: torch.Tensor, drv: torch.Tensor, counts: tu
     return parts
 
 
+def held_mb_per_reference(model: CodecModel, src: torch.Tensor) -> float:
+    """What an ``iw`` receiver holds for each reference of its set (the picture, its encoder pyramid and its
+    keypoint map), in MB; rendering a frame needs about as much again per reference for the moved features."""
+    kp, st = model.detector(src)
+    refs = model.generator.prepare(src[None], kp[None], st[None])
+    return round(sum(t.numel() * t.element_size() for t in (refs.images, refs.maps, *refs.feats)) / 2**20, 2)
+
+
 @torch.inference_mode()
 def benchmark(model_name: str, device: torch.device, repeats: int = 20) -> dict:
     model = load_model(model_name, device)
@@ -114,7 +122,8 @@ def benchmark(model_name: str, device: torch.device, repeats: int = 20) -> dict:
     return {"model": model.model_id, "kind": model.kind, "resolution": res, "device": str(device),
             "parts_precision": precision,
             "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
-            "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(), "parts": rows}
+            "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(), "parts": rows,
+            **({"held_mb_per_reference": held_mb_per_reference(model, src)} if model.kind == "iw" else {})}
 
 
 def call_speed(model_name: str, backend: str, device: str, threads: int, precision: str, repeats: int,
@@ -208,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"parts, torch {result['parts_precision']}, {threads[0]} thread{'s' * (threads[0] > 1)}:")
     for name, row in result["parts"].items():
         print(f"{name:55s} {row['params_m'] or '':>7} M params {row['gflops']:8.3f} GFLOPs {row['ms']:8.2f} ms")
+    if "held_mb_per_reference" in result:
+        print(f"memory held per reference of a set: {result['held_mb_per_reference']} MB")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
     return 0

@@ -191,10 +191,12 @@ def test_live_call_with_iw(tmp_path, face_frames):
 def test_benchmark_counts_the_cost_of_each_added_reference(tmp_path, iw_config):
     path = tmp_path / "iw.pt"
     save_model(IWModel(iw_config), path, "tiny-iw")
-    rows = benchmark(str(path), torch.device("cpu"), repeats=1)["parts"]
+    result = benchmark(str(path), torch.device("cpu"), repeats=1)
+    rows = result["parts"]
     per_frame = [row["gflops"] for name, row in rows.items() if name.startswith("receiver per frame")]
     assert len(per_frame) == 4 and all(row["ms"] > 0 for row in rows.values())
     assert per_frame == sorted(per_frame) and per_frame[-1] > per_frame[0]  # 1, 2, 4, 8 references
+    assert result["held_mb_per_reference"] > 0
 
 
 def test_onnx_backend_refuses_iw_clearly(tmp_path, iw_config):
