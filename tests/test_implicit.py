@@ -174,14 +174,14 @@ def test_live_call_with_iw(tmp_path, face_frames):
     """Three real processes (signaling, sender, receiver) on loopback with ``--model iw``: the sender sends three
     pictures, the receiver attends over those it holds."""
     video = tmp_path / "clip.mp4"
-    write_video(video, face_frames[:50], 25.0)
+    write_video(video, face_frames[:50], 12.5)  # 4 s: the first 256 px picture takes about 1 s within 16 kbps
     refs = tmp_path / "refs"
     refs.mkdir()
     for i in (0, 10, 20):
         cv2.imwrite(str(refs / f"ref_{i:02d}.png"), cv2.cvtColor(face_frames[i], cv2.COLOR_RGB2BGR))
     out = tmp_path / "call"
     out.mkdir()
-    stats = run_call(video, refs, out, "iw", fps=5.0, threads=1)
+    stats = run_call(video, refs, out, "iw", fps=4.0, threads=1)
     assert stats["frames_received"] == stats["sender"]["sent"] >= 6 and stats["pictures"]["held"] >= 1, stats
     assert stats["frames_rendered"] >= stats["frames_received"] - 2 and stats["frames_without_picture"] == 0, stats
     assert "iw" in (out / "receiver.log").read_text()
