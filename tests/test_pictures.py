@@ -2,6 +2,8 @@
 refusals, and the budget."""
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -165,3 +167,12 @@ def test_the_budget_holds_at_every_moment_of_a_call():
         assert sent <= budget.rate * now + frame_bytes
     assert frames_dropped == 1  # only the very first, before any budget has come in
     assert sent >= 0.9 * budget.rate * 20 and chunks >= 20
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getscheduler"), reason="Linux scheduling calls")
+def test_encoding_leaves_the_callers_scheduling_alone():
+    """SVT-AV1 run as root switches its caller to real-time FIFO 99 (inherited by every process started after:
+    a test run's Chromium then starved the machine); encode_picture puts it back."""
+    before = os.sched_getscheduler(0), os.sched_getparam(0)
+    encode_picture(np.zeros((64, 64, 3), np.uint8))
+    assert (os.sched_getscheduler(0), os.sched_getparam(0)) == before

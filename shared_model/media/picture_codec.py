@@ -11,6 +11,8 @@ it (``max_pixels``), and anything but one ``resolution`` x ``resolution`` frame 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 
 import av
@@ -34,12 +36,30 @@ def encode_picture(image: np.ndarray, crf: int = DEFAULT_CRF) -> bytes:
     if not 0 <= crf <= 63:
         raise ValueError(f"crf must be in [0, 63], got {crf}")
     height, width = image.shape[:2]
-    enc = av.CodecContext.create("libsvtav1", "w")
-    enc.width, enc.height, enc.pix_fmt = width, height, "yuv420p"
-    enc.time_base = Fraction(1, 25)
-    enc.options = {"crf": str(crf), "preset": str(PRESET)}
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24").reformat(format="yuv420p")
-    return b"".join(bytes(p) for p in [*enc.encode(frame), *enc.encode(None)])
+    with _scheduling_kept():
+        enc = av.CodecContext.create("libsvtav1", "w")
+        enc.width, enc.height, enc.pix_fmt = width, height, "yuv420p"
+        enc.time_base = Fraction(1, 25)
+        enc.options = {"crf": str(crf), "preset": str(PRESET)}
+        return b"".join(bytes(p) for p in [*enc.encode(frame), *enc.encode(None)])
+
+
+@contextmanager
+def _scheduling_kept() -> Iterator[None]:
+    """Undo what SVT-AV1 does to the calling thread when it runs as root: it switches it to real-time scheduling
+    (SCHED_FIFO, priority 99), which every process started from it then inherits. A sender (or a test run) as root
+    became a real-time process, and a headless Chromium started after it spun two real-time renderer threads that
+    starved everything else on a 2-core machine."""
+    if not hasattr(os, "sched_getscheduler"):  # not Linux
+        yield
+        return
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        yield
+    finally:
+        if (os.sched_getscheduler(0), os.sched_getparam(0)) != (policy, param):
+            os.sched_setscheduler(0, policy, param)
 
 
 def decode_picture(data: bytes, resolution: int) -> np.ndarray:
