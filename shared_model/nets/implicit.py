@@ -141,9 +141,10 @@ class IWGenerator(nn.Module):
         if ref_mask is not None:
             ref_logits = ref_logits.masked_fill(~ref_mask, float("-inf"))
         attention = torch.softmax(torch.cat([ref_logits, extra_logits], 1), dim=1)
+        weights = {size: resize_weights(attention, size) for size in self.level_sizes}  # finest: the output's
         feats = []
         for level, (f, occ, extra) in enumerate(zip(refs.feats, occlusion, self.extra_values)):
-            a = resize_weights(attention, f.shape[-1])
+            a = weights[f.shape[-1]]
             moved_f = (warp(f, resize_flow(flow, f.shape[-1])) * occ).unflatten(0, (b, r))
             mixed = (a[:, :r, None] * moved_f).sum(1) + torch.einsum("bmhw,mc->bchw", a[:, r:], extra)
             if level == self.residual_level:
@@ -151,8 +152,8 @@ class IWGenerator(nn.Module):
                 mixed = mixed + self.residual(torch.cat([attended_keys, query], 1))
             feats.append(conv_input(mixed))
         generated = self.decoder(feats)
-        a = resize_weights(attention[:, :r], refs.images.shape[-1])[:, :, None]
-        shown = (a * occlusion[0].unflatten(0, (b, r)))  # (B, R, 1, H, W): how much of each moved picture shows
+        a = weights[self.level_sizes[0]][:, :r, None]
+        shown = a * occlusion[0].unflatten(0, (b, r))  # (B, R, 1, H, W): how much of each moved picture shows
         prediction = generated * (1.0 - shown.sum(1)) + (shown * motion["warped_source"].unflatten(0, (b, r))).sum(1)
         return {"prediction": prediction, "attention": attention}
 
