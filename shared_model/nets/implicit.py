@@ -22,12 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..media.references import keypoint_distance
 from .blocks import Hourglass, conv_input, downsample
 from .config import ModelConfig
 from .dense_motion import DenseMotion, keypoint_heatmaps, resize_flow
 from .generator import Decoder, SourceEncoder
 from .tps import warp
-from ..media.references import keypoint_distance
 
 
 class KeypointMap(nn.Module):
