@@ -56,6 +56,7 @@ class TrainOptions:
     dropout_until: float = 0.2  # TPS dropout during this share of the steps
     threads: int | None = None
     max_refs: int = 4  # iw: each batch takes a set of 1..max_refs references per sample
+    window_share: float = 0.0  # iw: share of batches whose sets come from REF_WINDOW consecutive frames
     crop_jitter: float = 0.0  # re-frame each training sample by up to this share of the crop (see PairSampler)
     kp_noise_px: float = 0.0  # tps: uniform noise this wide (px) on the driving keypoints, e.g. the wire's step
     channels_last: bool = True  # NHWC tensors: 18 % faster steps on the development CPU (docs/model.md)
@@ -310,7 +311,9 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
             model.generator.dense_motion.dropout_p = 0.1 + 0.2 * step / cut if step < cut else 0.0
             source, driving = sampler.sample(opts.batch)
         else:
-            source, driving = sampler.sample_sets(opts.batch, int(sampler.rng.integers(1, opts.max_refs + 1)))
+            refs = int(sampler.rng.integers(1, opts.max_refs + 1))
+            window = REF_WINDOW if sampler.rng.random() < opts.window_share else 0
+            source, driving = sampler.sample_sets(opts.batch, refs, window)
         source = source.to(device, memory_format=memory_format if source.dim() == 4 else torch.contiguous_format)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.precision == "bf16"):
             losses, _ = model.training_losses(source, driving.to(device, memory_format=memory_format), weights)
@@ -358,7 +361,8 @@ def parse_args(argv: list[str] | None) -> TrainOptions:
                  "core_resolution", "distill_steps", "people_limit"):
         ap.add_argument("--" + name.replace("_", "-"), type=int)
     ap.add_argument("--hr-channels", type=int, nargs="+", help="channels of each full-resolution level")
-    for name in ("lr", "lr_new", "time_limit_min", "dropout_until", "crop_jitter", "kp_noise_px", "feature_loss"):
+    for name in ("lr", "lr_new", "time_limit_min", "dropout_until", "crop_jitter", "kp_noise_px", "feature_loss",
+                 "window_share"):
         ap.add_argument("--" + name.replace("_", "-"), type=float)
     ap.add_argument("--device", choices=["auto", "cuda", "cpu"])
     ap.add_argument("--kp-backbone", choices=["cnn", "mobilenet_v2"])

@@ -250,3 +250,18 @@ def test_lr_new_gives_the_tensors_init_lacks_their_own_rate(tmp_path, small_conf
     assert not any(n.startswith(("detector", "generator.decoder", "generator.dense_motion", "generator.encoder"))
                    for n in names)
     assert len(param_groups(model, TrainOptions(init=str(tmp_path / "tps.pt")))) == 1
+
+
+@torch.no_grad()
+def test_reference_prior_chooses_harder_when_the_nearest_reference_is_almost_the_frame(iw_config):
+    """The same keypoint gap between two references weighs more when the nearer one nearly is the frame (a
+    near-duplicate must win outright) than when both are far from it."""
+    generator = IWModel(iw_config).generator
+    p = iw_config.num_keypoints
+    kp, st = torch.zeros(1, p, 2), torch.ones(1, p)
+    refs = torch.tensor([0.004, 0.012, 0.104, 0.112])[None, :, None, None] * torch.tensor([1.0, 0.0])
+    prior = generator.prior(refs.expand(1, 4, p, 2), st[:, None].expand(1, 4, p), kp, st)
+    near_pair = generator.prior(refs[:, :2].expand(1, 2, p, 2), st[:, None].expand(1, 2, p), kp, st)
+    far_pair = generator.prior(refs[:, 2:].expand(1, 2, p, 2), st[:, None].expand(1, 2, p), kp, st)
+    assert prior[0, 0] == 0 and (prior[0, 1:].diff() > 0).all()
+    assert near_pair[0, 1] > far_pair[0, 1] + 1.0, (near_pair, far_pair)

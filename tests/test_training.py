@@ -122,3 +122,18 @@ def test_image_losses_stay_float32_under_bf16_autocast():
     for name, value in plain.items():
         assert mixed[name].dtype == torch.float32
         torch.testing.assert_close(mixed[name], value, atol=0.02, rtol=0.01)
+
+
+def test_windowed_sets_come_from_one_stretch_and_the_frame_from_elsewhere():
+    frames = np.broadcast_to(np.arange(40, dtype=np.uint8)[:, None, None, None], (40, 8, 8, 3))  # frame i reads i
+    fc = FrameCache(frames, [{"name": "c", "start": 0, "length": 40, "held_out": False}])
+    sampler = PairSampler(fc, fc.split(held_out=False), augment=False, seed=0)
+    index = lambda t: (t[..., 0, 0, 0] * 255).round().long()
+    for window, spreads in ((12, False), (0, True)):
+        src, drv = sampler.sample_sets(32, 4, window)
+        refs, frame = index(src), index(drv)
+        assert all(len(set(r.tolist())) == 4 for r in refs)
+        span = refs.max(1).values - refs.min(1).values
+        assert bool((span >= 12).any()) == spreads, span
+        if window:
+            assert ((frame < refs.min(1).values) | (frame > refs.max(1).values)).all()

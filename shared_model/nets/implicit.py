@@ -30,6 +30,11 @@ from .generator import Decoder, SourceEncoder
 from .tps import warp
 
 
+#: Distances (crop units, [-1, 1]) below this count as equal in the prior's ratio term: about the keypoints'
+#: jitter from frame to frame of a still face.
+PRIOR_EPS = 0.005
+
+
 class KeypointMap(nn.Module):
     """All keypoints rendered into one ``C``-channel map: a Gaussian per keypoint, scaled by its strength,
     painted in a learned colour, so the networks after it see ``C`` channels whatever the keypoint count."""
@@ -106,10 +111,14 @@ class IWGenerator(nn.Module):
                                       nn.Conv2d(64, channels[self.residual_level], 1))
         nn.init.zeros_(self.residual[-1].weight)
         nn.init.zeros_(self.residual[-1].bias)
-        # Reference prior: each reference's logits lose exp(this) x its keypoint distance to the frame (beyond
-        # the nearest one's). 200 starts near TPS's hard choice of the nearest; 20 mixed the warps of similar
-        # references into a blur (-0.5 to -1 dB against TPS-nearest-of-4 on training clips), 1000 was too hard.
+        # Reference prior: each reference's logits lose exp(reference_prior) x its keypoint distance to the frame
+        # beyond the nearest one's, and exp(reference_ratio) x the log of the ratio of the two distances. The gap
+        # term alone: 200 starts near TPS's hard choice of the nearest; 20 mixed the warps of similar references
+        # into a blur (-0.5 to -1 dB against TPS-nearest-of-4 on training clips), 1000 was too hard. The ratio
+        # term makes the choice hard when one reference is almost the frame (a gap of a few hundredths of the
+        # crop is then everything) and soft when all are far alike.
         self.reference_prior = nn.Parameter(torch.tensor(math.log(200.0)))
+        self.reference_ratio = nn.Parameter(torch.tensor(math.log(2.0)))
 
     def prepare(self, refs: torch.Tensor, kp: torch.Tensor, strength: torch.Tensor) -> ReferenceSet:
         """References (B, R, 3, H, W) with keypoints (B, R, P, 2) and strengths (B, R, P) to a set."""
@@ -132,9 +141,7 @@ class IWGenerator(nn.Module):
         keys = self.key_net(moved).view(b, r, -1, s, s)
         query = self.query_net(self.kp_map(kp_drv, str_drv))  # (B, d, s, s)
         scale = 1.0 / math.sqrt(query.shape[1])
-        distance = keypoint_distance(refs.kp, refs.strength, kp_drv, str_drv)  # (B, R)
-        distance = distance - distance.min(1, keepdim=True).values  # the nearest reference's prior is 0
-        ref_logits = (query[:, None] * keys).sum(2) * scale - self.reference_prior.exp() * distance[..., None, None]
+        ref_logits = (query[:, None] * keys).sum(2) * scale - self.prior(refs.kp, refs.strength, kp_drv, str_drv)[..., None, None]
         extra_logits = torch.einsum("bdhw,md->bmhw", query, self.extra_keys) * scale + self.extra_bias
         if ref_mask is None and self.training and self.cfg.iw_kv_dropout > 0:
             ref_mask = torch.rand(b, r, s, s, device=query.device) >= self.cfg.iw_kv_dropout
@@ -156,6 +163,14 @@ class IWGenerator(nn.Module):
         shown = a * occlusion[0].unflatten(0, (b, r))  # (B, R, 1, H, W): how much of each moved picture shows
         prediction = generated * (1.0 - shown.sum(1)) + (shown * motion["warped_source"].unflatten(0, (b, r))).sum(1)
         return {"prediction": prediction, "attention": attention}
+
+    def prior(self, kp_refs: torch.Tensor, str_refs: torch.Tensor, kp_drv: torch.Tensor,
+              str_drv: torch.Tensor) -> torch.Tensor:
+        """What each reference's logits lose (B, R) for its keypoint distance to the frame; the nearest loses 0."""
+        distance = keypoint_distance(kp_refs, str_refs, kp_drv, str_drv)  # (B, R), crop units
+        nearest = distance.min(1, keepdim=True).values
+        ratio = torch.log((distance + PRIOR_EPS) / (nearest + PRIOR_EPS))
+        return self.reference_prior.exp() * (distance - nearest) + self.reference_ratio.exp() * ratio
 
 
 def resize_weights(weights: torch.Tensor, size: int) -> torch.Tensor:

@@ -182,13 +182,22 @@ class PairSampler:
         sources, driving = self.sample_sets(batch, 1)
         return sources[:, 0], driving
 
-    def sample_sets(self, batch: int, refs: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_sets(self, batch: int, refs: int, window: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Sets of ``refs`` sources (B, refs, 3, R, R) and a driving frame (B, 3, R, R), all from one clip
-        and all different frames (implicit warping trains on reference sets)."""
+        and all different frames (implicit warping trains on reference sets). With ``window`` the sources come
+        from ``window`` consecutive cached frames and the driving frame from elsewhere in the clip, as when a
+        receiver holds pictures taken in one stretch of the call (its first second, a refresh)."""
         src, drv = [], []
         for ci in self.rng.choice(len(self.clips), size=batch, p=self.weights):
             clip = self.clips[ci]
-            picks = self.rng.choice(clip["length"], size=min(refs + 1, clip["length"]), replace=False)
+            n = clip["length"]
+            if 0 < window < n - 1:
+                start = int(self.rng.integers(0, n - window + 1))
+                inside = start + self.rng.choice(window, size=min(refs, window), replace=False)
+                outside = np.setdiff1d(np.arange(n), np.arange(start, start + window))
+                picks = np.concatenate([[self.rng.choice(outside)], inside])
+            else:
+                picks = self.rng.choice(n, size=min(refs + 1, n), replace=False)
             src.append(np.stack([self.cache.frames[clip["start"] + i] for i in np.resize(picks[1:], refs)]))
             drv.append(self.cache.frames[clip["start"] + picks[0]])
         s = torch.from_numpy(np.stack(src)).permute(0, 1, 4, 2, 3).float() / 255.0
