@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 METRICS = ("psnr", "ssim", "ms_ssim")
 #: Bumped when the refresh simulation changes, so that its cached points are made again.
-REFRESH_SIMULATION = 2
+REFRESH_SIMULATION = 3
 ANCHOR_PERIODS = (1, 2, 4, 8, 64)
 
 
@@ -124,7 +124,9 @@ class ClipRun:
         self._keypoints: tuple[np.ndarray, np.ndarray] | None = None
         self._pictures = Renderer(self.model, [])
         self._picture_ids: dict[str, int] = {}
-        self._rendered: dict[tuple[int, str, float], np.ndarray] = {}  # (frame, picture, step px): as every run
+        self._images: dict[str, np.ndarray] = {}  # every decoded picture by key; the renderer holds some
+        # (frame, pictures held, picture named, step px): as every run needs it
+        self._rendered: dict[tuple[int, tuple[str, ...], str, float], np.ndarray] = {}
         for key, image in zip(clip.keys, clip.references):
             self._hold(key, image)
 
@@ -163,14 +165,23 @@ class ClipRun:
     def _hold(self, key: str, image: np.ndarray) -> None:
         if key not in self._picture_ids:
             self._picture_ids[key] = len(self._picture_ids) + 1
-            self._pictures.add_picture(self._picture_ids[key], image)
+            self._images[key] = image
 
-    def _render(self, frame: int, key: str, px: float, kp: np.ndarray, st: np.ndarray) -> np.ndarray:
-        """Frame ``frame`` (a source index) rebuilt from the picture ``key``; the decoded keypoints depend only on
-        the frame and the step, so a rendering is reused by every point that needs it."""
-        if (frame, key, px) not in self._rendered:
-            self._rendered[frame, key, px] = self._pictures.render(kp, st, self._picture_ids[key])[0]
-        return self._rendered[frame, key, px]
+    def _render(self, frame: int, key: str, px: float, kp: np.ndarray, st: np.ndarray,
+                held: tuple[str, ...] = ()) -> np.ndarray:
+        """Frame ``frame`` (a source index) rebuilt from the picture ``key``, with ``held`` the other pictures
+        the receiver holds at that moment (``iw`` attends over all of them; ``tps`` uses the one named). The
+        decoded keypoints depend only on the frame and the step, so a rendering is reused by every point that
+        needs it."""
+        pictures = tuple(sorted({key, *held})) if self.model.kind == "iw" else (key,)
+        if (frame, pictures, key, px) not in self._rendered:
+            for k in set(self._picture_ids) - set(pictures):
+                self._pictures.remove_picture(self._picture_ids[k])
+            for k in pictures:
+                if self._picture_ids[k] not in self._pictures.pictures:
+                    self._pictures.add_picture(self._picture_ids[k], self._images[k])
+            self._rendered[frame, pictures, key, px] = self._pictures.render(kp, st, self._picture_ids[key])[0]
+        return self._rendered[frame, pictures, key, px]
 
     def keypoint_point(self, px: float, every: int) -> dict[str, Any]:
         kp, st = self.keypoints()
@@ -192,12 +203,13 @@ class ClipRun:
                 **_quality(self.clip, shown)}
 
     def _render_named(self, sim: Simulated, kept: np.ndarray) -> np.ndarray:
-        """Every kept frame rebuilt from the picture it names, held on screen until the next."""
+        """Every kept frame rebuilt from the picture it names (with the pictures held then, for ``iw``), held on
+        screen until the next."""
         for key, image in sim.images.items():
             self._hold(key, image)
         px = self.opts.default_px
-        rendered = np.stack([self._render(i, key, px, kp, st)
-                             for i, kp, st, key in zip(kept, sim.keypoints, sim.strengths, sim.named)])
+        rendered = np.stack([self._render(i, key, px, kp, st, held) for i, kp, st, key, held
+                             in zip(kept, sim.keypoints, sim.strengths, sim.named, sim.held)])
         return held_frames(rendered, kept, len(self.clip.frames))
 
     def refresh_point(self, budget_kbps: float) -> dict[str, Any]:

@@ -42,6 +42,7 @@ class Simulated:
     keypoints: list[np.ndarray] = field(default_factory=list)
     strengths: list[np.ndarray] = field(default_factory=list)
     named: list[str] = field(default_factory=list)
+    held: list[tuple[str, ...]] = field(default_factory=list)  # every picture the receiver held at that frame
     first_picture_bytes: int = 0
     picture_bytes: int = 0  # the pictures after the first
     images: dict[str, np.ndarray] = field(default_factory=dict)  # decoded pictures by key
@@ -58,7 +59,8 @@ class _Receiver:
 
     def __init__(self, resolution: int, delay: int) -> None:
         self.inbox, self.resolution, self.delay = PictureInbox(), resolution, delay
-        self.held: dict[int, str] = {}  # picture id -> key
+        self.held: dict[int, str] = {}  # picture id -> key, of every picture received
+        self.holding: dict[int, str] = {}  # those the renderer still holds (a picture may replace an older one)
         self.acks: list[tuple[int, PictureAck]] = []
         self.images: dict[str, np.ndarray] = {}
 
@@ -75,7 +77,9 @@ class _Receiver:
         announced, data = complete
         key = picture_key(data)
         self.images[key] = decode_picture(data, self.resolution)
-        self.held[announced.id] = key
+        self.held[announced.id] = self.holding[announced.id] = key
+        if announced.replaces is not None:
+            self.holding.pop(announced.replaces, None)
         self.acks.append((frame + self.delay, self.inbox.hold(announced)))
         return key
 
@@ -125,6 +129,7 @@ def simulate(frames: np.ndarray, kp: np.ndarray, st: np.ndarray, fps: float, set
         out.keypoints.append(decoded.keypoints)
         out.strengths.append(decoded.strengths)
         out.named.append(receiver.held[picture])
+        out.held.append(tuple(receiver.holding.values()))
         budget.refill(now)
         budget.spend(len(frame.data))
         message = outbox.pending()

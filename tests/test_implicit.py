@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from experiments.rd import Clip, ClipRun, Options
 from receiver.demo import run_call
 from shared_model.benchmark import benchmark
 from shared_model.media.crop import clip_crop
@@ -17,6 +18,7 @@ from shared_model.runtime.backend import Backend
 from shared_model.runtime.inference import Renderer
 from shared_model.train import TrainOptions, init_model, param_groups, train
 from shared_model.training.data import prepare
+from shared_model.training.synthetic import talking_face
 
 
 @pytest.fixture(scope="module")
@@ -265,3 +267,24 @@ def test_reference_prior_chooses_harder_when_the_nearest_reference_is_almost_the
     far_pair = generator.prior(refs[:, 2:].expand(1, 2, p, 2), st[:, None].expand(1, 2, p), kp, st)
     assert prior[0, 0] == 0 and (prior[0, 1:].diff() > 0).all()
     assert near_pair[0, 1] > far_pair[0, 1] + 1.0, (near_pair, far_pair)
+
+
+@torch.no_grad()
+def test_refresh_experiment_renders_iw_frames_from_the_pictures_held_then(tmp_path, iw_config):
+    """A picture that arrives later does not reach an earlier frame: the experiment once held every picture of
+    the simulated call before rendering any frame, which for iw leaked later pictures into earlier frames."""
+    torch.manual_seed(0)
+    save_model(IWModel(iw_config), tmp_path / "iw.pt", "tiny-iw")
+    frames = talking_face(frames=6, size=64, seed=5)
+    clip = Clip("t.mp4", frames, 25.0, [frames[0]], ["A"], slice(1, None), ref_bytes=1000)
+    run = ClipRun(clip, str(tmp_path / "iw.pt"), tmp_path, Options())
+    kp, st = run.keypoints()
+    run._hold("B", frames[5])
+    run._render(4, "A", 1.0, kp[4], st[4], ("B",))  # a later frame, with B held by then
+    early = run._render(1, "A", 1.0, kp[1], st[1])
+    alone, both = Renderer(load_model(str(tmp_path / "iw.pt")), []), Renderer(load_model(str(tmp_path / "iw.pt")), [])
+    alone.add_picture(1, frames[0])
+    both.add_picture(1, frames[0])
+    both.add_picture(2, frames[5])
+    assert np.array_equal(early, alone.render(kp[1], st[1], 1)[0])
+    assert not np.array_equal(early, both.render(kp[1], st[1], 1)[0])  # B would have changed it
