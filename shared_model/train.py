@@ -29,7 +29,7 @@ from .training.distill import distill_detector
 from .training.losses import LossWeights
 from .media.metrics import psnr
 from .runtime.inference import spread_subset
-from .nets.model import CodecModel, build_model, copy_matching, load_model, pick_device, save_model
+from .nets.model import CodecModel, build_model, copy_matching, load_model, pick_device, read_weights, save_model
 
 log = logging.getLogger(__name__)
 
@@ -176,13 +176,14 @@ def init_model(init: str, kind: str, resolution: int, hr_channels: list[int] | N
     is fine-tuned, an ``iw`` model can start from ``tps`` weights (detector, encoder, decoder), and a model
     can be grown to a higher output resolution (its core copied, the new full-resolution levels starting
     from an upsampled copy of the core's output)."""
-    base = load_model(init)
-    if base.cfg.resolution > resolution:
-        raise ValueError(f"--init model is {base.cfg.resolution} px, data is {resolution} px")
-    cfg = replace(grown_config(base.cfg, resolution, hr_channels), generator=kind,
-                  kp_backbone=kp_backbone or base.cfg.kp_backbone)
+    base = read_weights(init)
+    base_cfg = ModelConfig.from_dict(base["config"])
+    if base_cfg.resolution > resolution:
+        raise ValueError(f"--init model is {base_cfg.resolution} px, data is {resolution} px")
+    cfg = replace(grown_config(base_cfg, resolution, hr_channels), generator=kind,
+                  kp_backbone=kp_backbone or base_cfg.kp_backbone)
     model = build_model(cfg)
-    copied = copy_matching(model, base.state_dict())
+    copied = copy_matching(model, base["state"])
     log.info("started %s from %s: %d of %d tensors copied", kind, init, copied, len(model.state_dict()))
     model.meta = {"init": str(init)}
     return model
@@ -194,7 +195,7 @@ def param_groups(model: CodecModel, opts: TrainOptions) -> list[dict]:
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not (opts.init and opts.lr_new):
         return [{"params": [p for _, p in trainable], "lr_scale": 1.0}]
-    given = {k: v.shape for k, v in load_model(opts.init).state_dict().items()}
+    given = {k: v.shape for k, v in read_weights(opts.init)["state"].items()}
     fresh = [p for n, p in trainable if given.get(n) != p.shape]
     rest = [p for n, p in trainable if given.get(n) == p.shape]
     return [{"params": rest, "lr_scale": 1.0}, {"params": fresh, "lr_scale": opts.lr_new / opts.lr}]
@@ -255,7 +256,7 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
         log.info("resumed from %s at step %d", ckpt_path, step)
     samplers = [PairSampler(cache, train_clips, seed=opts.seed + step + i, crop_jitter=opts.crop_jitter)
                 for i, (cache, train_clips, _) in enumerate(caches)]
-    teacher = load_model(opts.init, device) if opts.init and step == 0 else None
+    teacher = load_model(opts.init, device) if opts.init and opts.kp_backbone and step == 0 else None
     if teacher is not None and teacher.cfg.kp_backbone != model.cfg.kp_backbone:
         # A new detector backbone: ImageNet start, then the old detector's keypoints, then joint training.
         if model.cfg.kp_backbone == "mobilenet_v2":

@@ -200,6 +200,13 @@ def _read_weights(path: Path) -> dict[str, Any]:
     return blob
 
 
+def read_weights(name_or_path: str | Path) -> dict[str, Any]:
+    """The config, meta and state (float32) of shipped weights or a weights file, not yet fitted to networks:
+    fine-tuning copies what fits into a model whose networks have changed since (``train --init``)."""
+    blob = _read_weights(resolve_model_path(name_or_path))
+    return {**blob, "state": {k: v.float() if v.is_floating_point() else v for k, v in blob["state"].items()}}
+
+
 def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.device = "cpu") -> CodecModel:
     """Load shipped weights or a file written by ``save_model`` or a training checkpoint, in eval mode.
     WeightsError (a ValueError) when the file is not such weights or its content does not match its version."""
