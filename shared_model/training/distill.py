@@ -34,5 +34,7 @@ def distill_detector(student: nn.Module, teacher: nn.Module, sampler: PairSample
         loss.backward()
         opt.step()
         losses.append(loss.item())
+        if (step + 1) % 100 == 0:  # tqdm is silent in a log file
+            log.info("distilling the detector: step %d of %d, loss %.4f", step + 1, steps, losses[-1])
     log.info("distilled the detector: loss %.4f -> %.4f", losses[0], losses[-1])
     return losses
