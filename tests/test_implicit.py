@@ -13,7 +13,7 @@ from shared_model.benchmark import benchmark
 from shared_model.media.crop import clip_crop
 from shared_model.media.video import write_video
 from shared_model.nets.config import ModelConfig
-from shared_model.nets.model import IWModel, TPSModel, load_model, save_model
+from shared_model.nets.model import IWModel, TPSModel, WeightsError, load_model, save_model, weights_version
 from shared_model.runtime.backend import Backend
 from shared_model.runtime.inference import Renderer
 from shared_model.train import TrainOptions, init_model, param_groups, train
@@ -288,3 +288,18 @@ def test_refresh_experiment_renders_iw_frames_from_the_pictures_held_then(tmp_pa
     both.add_picture(2, frames[5])
     assert np.array_equal(early, alone.render(kp[1], st[1], 1)[0])
     assert not np.array_equal(early, both.render(kp[1], st[1], 1)[0])  # B would have changed it
+
+
+def test_training_starts_from_weights_that_lack_a_tensor_added_since(tmp_path, iw_config):
+    """Stage 2 of the shipped iw began from weights made before the prior's ratio term existed."""
+    save_model(IWModel(iw_config), tmp_path / "iw.pt", "tiny-iw")
+    blob = torch.load(tmp_path / "iw.pt", weights_only=True)
+    del blob["state"]["generator.reference_ratio"]
+    blob["meta"]["version"] = weights_version(blob["state"])
+    torch.save(blob, tmp_path / "old.pt")
+    with pytest.raises(WeightsError, match="reference_ratio"):
+        load_model(tmp_path / "old.pt")
+    model = init_model(str(tmp_path / "old.pt"), "iw", 64)
+    groups = param_groups(model, TrainOptions(init=str(tmp_path / "old.pt"), lr=1e-4, lr_new=1e-2))
+    fresh = {id(p) for p in groups[1]["params"]}
+    assert [n for n, p in model.named_parameters() if id(p) in fresh] == ["generator.reference_ratio"]

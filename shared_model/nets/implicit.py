@@ -141,7 +141,8 @@ class IWGenerator(nn.Module):
         keys = self.key_net(moved).view(b, r, -1, s, s)
         query = self.query_net(self.kp_map(kp_drv, str_drv))  # (B, d, s, s)
         scale = 1.0 / math.sqrt(query.shape[1])
-        ref_logits = (query[:, None] * keys).sum(2) * scale - self.prior(refs.kp, refs.strength, kp_drv, str_drv)[..., None, None]
+        prior = self.prior(refs.kp, refs.strength, kp_drv, str_drv)
+        ref_logits = (query[:, None] * keys).sum(2) * scale - prior[..., None, None]
         extra_logits = torch.einsum("bdhw,md->bmhw", query, self.extra_keys) * scale + self.extra_bias
         if ref_mask is None and self.training and self.cfg.iw_kv_dropout > 0:
             ref_mask = torch.rand(b, r, s, s, device=query.device) >= self.cfg.iw_kv_dropout
