@@ -210,13 +210,13 @@ def read_weights(name_or_path: str | Path) -> dict[str, Any]:
 def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.device = "cpu") -> CodecModel:
     """Load shipped weights or a file written by ``save_model`` or a training checkpoint, in eval mode.
     WeightsError (a ValueError) when the file is not such weights or its content does not match its version."""
-    path = resolve_model_path(name_or_path)
-    blob = _read_weights(path)
+    blob = read_weights(name_or_path)
     try:
         model = build_model(ModelConfig.from_dict(blob["config"]), blob["meta"])
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state"].items()})
+        model.load_state_dict(blob["state"])
     except (ValueError, TypeError, KeyError, RuntimeError) as exc:
-        raise WeightsError(f"{path}: weights that do not fit their config: {str(exc)[:200]}") from exc
+        raise WeightsError(f"{resolve_model_path(name_or_path)}: weights that do not fit their config: "
+                           f"{str(exc)[:200]}") from exc
     return model.to(device).eval()
 
 
