@@ -22,7 +22,7 @@ from shared_model.call.aio import Interrupted, stop_on_signals
 from shared_model.call.rtc import Impairment, add_ice_arguments, configuration_from_args
 from shared_model.errors import CodecError
 from shared_model.logs import setup_logging
-from shared_model.media.picture_codec import DEFAULT_CRF
+from shared_model.media.picture_codec import BEST_CRF, DEFAULT_CRF
 from shared_model.media.references import load_reference_images
 from shared_model.media.video import VideoError
 from shared_model.nets.model import pick_device
@@ -44,6 +44,9 @@ from .to_file import write_call_file
 #: The default budget, every payload byte: on the held-out clips it buys most of what refresh gives, and calm
 #: calls spend only their keypoints' 3-5 kbps (docs/call.md, docs/experiments.md).
 DEFAULT_MAX_KBPS = 16.0
+#: A first picture may take this many seconds of the budget: at 16 kbps 2 KB, AV1 crf 35-40 at 256 px, 0.4-0.6 dB
+#: above crf 50 for every frame rebuilt from it, for about a second more before the second picture (docs/call.md).
+FIRST_PICTURE_S = 1.0
 
 log = logging.getLogger("sender")
 
@@ -76,6 +79,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         % RefreshRule.hold_s)
     g.add_argument("--picture-crf", type=int, default=DEFAULT_CRF,
                    help="AV1 quality of the pictures, 0-63, lower is better (default %(default)s)")
+    g.add_argument("--first-picture-s", type=float, default=FIRST_PICTURE_S, metavar="S",
+                   help="the first pictures may each take S seconds of the budget: coded at the best crf from "
+                        f"{BEST_CRF} to --picture-crf whose bytes fit (default %(default)s; 0: at --picture-crf)")
     add_model_arguments(ap)
     add_ice_arguments(ap)
     g = ap.add_argument_group("emulated network trouble on outgoing datagrams (testing)")
@@ -135,15 +141,16 @@ def _pipeline(args: argparse.Namespace, fps: float) -> FramePipeline:
     settings = CodingSettings.from_px(args.kp_step, model.cfg.core, args.st_step, args.anchor_every)
     log.info("model %s version %s (%s, %s); coding %s", model.model_id, model.version, backend.kind, backend.device,
              settings.as_dict())
-    if args.ref_count < 0 or not 0 <= args.picture_crf <= 63:
-        raise ValueError("--ref-count must be at least 0 and --picture-crf in [0, 63]")
+    if args.ref_count < 0 or not 0 <= args.picture_crf <= 63 or not args.first_picture_s >= 0:
+        raise ValueError("--ref-count and --first-picture-s must be at least 0 and --picture-crf in [0, 63]")
     extractor, res = backend.extractor(), model.cfg.resolution
     given = load_reference_images(args.refs, res)[:MAX_PICTURES] if args.refs else []
     start = StartPictures(args.ref_count) if args.ref_count and not given else None
     refresh = RefreshPolicy(RefreshRule(args.refresh_db)) if args.refresh_db > 0 else None
-    pictures = SenderPictures(extractor, res, PictureOutbox(), start, refresh, args.picture_crf)
+    start_bytes = int(args.first_picture_s * args.max_kbps * 1000 / 8)
+    pictures = SenderPictures(extractor, res, PictureOutbox(), start, refresh, args.picture_crf, start_bytes)
     for name, image in given:
-        log.info("picture %d: %s", pictures.send(image), name)
+        log.info("picture %d: %s", pictures.send(image, first=True), name)
     return FramePipeline(extractor, ModelIdentity.of(model), res, fps, settings, pictures)
 
 

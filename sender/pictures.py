@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from shared_model.media.picture_codec import DEFAULT_CRF, decode_picture, encode_picture
+from shared_model.media.picture_codec import DEFAULT_CRF, decode_picture, encode_picture, encode_within
 from shared_model.media.references import ReferencePicker
 from shared_model.runtime.backend import Extractor
 from shared_model.wire.pictures import PictureOutbox
@@ -31,12 +31,16 @@ class PictureCounts:
 
 
 class SenderPictures:
-    """Thread use: ``send`` and ``choose`` in the frame worker; the outbox is shared with the event loop."""
+    """Thread use: ``send`` and ``choose`` in the frame worker; the outbox is shared with the event loop.
+
+    Refreshes are coded at ``crf``; the first pictures (given or picked) at the best crf whose bytes fit
+    ``start_bytes`` (0: at ``crf`` too), since they are sent once and a calm call is rebuilt from them throughout.
+    """
 
     def __init__(self, extractor: Extractor, resolution: int, outbox: PictureOutbox, start: StartPictures | None,
-                 refresh: RefreshPolicy | None, crf: int = DEFAULT_CRF) -> None:
+                 refresh: RefreshPolicy | None, crf: int = DEFAULT_CRF, start_bytes: int = 0) -> None:
         self.extractor, self.resolution, self.outbox = extractor, resolution, outbox
-        self.start, self.refresh, self.crf = start, refresh, crf
+        self.start, self.refresh, self.crf, self.start_bytes = start, refresh, crf, start_bytes
         self.own_pictures = False  # the receiver has pictures of its own (its accept says so)
         self.keypoints: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.counts = PictureCounts()
@@ -48,9 +52,13 @@ class SenderPictures:
         """It has pictures queued or sent, or will pick some from the first frames."""
         return self.start is not None or self.counts.pictures > 0
 
-    def send(self, picture: np.ndarray) -> int:
-        """Code a face crop (uint8 RGB at the model's resolution) and queue it; returns its id."""
-        data = encode_picture(picture, self.crf)
+    def send(self, picture: np.ndarray, first: bool = False) -> int:
+        """Code a face crop (uint8 RGB at the model's resolution) and queue it; returns its id. ``first``: one of
+        the call's first pictures."""
+        if first and self.start_bytes:
+            data = encode_within(picture, self.start_bytes, self.crf)
+        else:
+            data = encode_picture(picture, self.crf)
         kp, strength = self.extractor(decode_picture(data, self.resolution))
         picture_id = self.outbox.add(data)
         self.keypoints[picture_id] = (kp, strength)
@@ -77,7 +85,7 @@ class SenderPictures:
         starts the first pictures and refreshes when they are due."""
         if self.start is not None:
             for candidate in self.start.offer(crop, kp, strength, now_s):
-                self.send(candidate.picture)
+                self.send(candidate.picture, first=True)
         held = self.outbox.usable()
         if not held:
             return 0 if self.own_pictures else None

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from shared_model.errors import PictureError
-from shared_model.media.picture_codec import decode_picture, encode_picture
+from shared_model.media.picture_codec import BEST_CRF, DEFAULT_CRF, decode_picture, encode_picture, encode_within
 from shared_model.training.synthetic import talking_face
 from shared_model.wire.budget import RESERVE_S, Budget
 from shared_model.wire.control import CHUNK_BYTES, Picture, PictureChunk, decode_control
@@ -26,6 +26,17 @@ def test_a_picture_round_trips_in_a_few_kilobytes(face):
     image = decode_picture(data, 256)
     assert 500 < len(data) < 6000 and image.shape == (256, 256, 3) and cv2.PSNR(face, image) > 27
     assert len(encode_picture(face, crf=55)) < len(data) < len(encode_picture(face, crf=25))
+
+
+def test_a_first_picture_takes_the_best_quality_its_bytes_allow(face):
+    by_crf = {crf: encode_picture(face, crf) for crf in range(BEST_CRF, DEFAULT_CRF + 1, 5)}
+    sizes = [len(data) for data in by_crf.values()]
+    assert sizes == sorted(sizes, reverse=True)  # the steps are real: each crf costs fewer bytes than the last
+    assert encode_within(face, 10**6) == by_crf[BEST_CRF]
+    for crf in range(BEST_CRF + 5, DEFAULT_CRF, 5):  # just too small for the crf before: this one
+        assert encode_within(face, len(by_crf[crf - 5]) - 1) == by_crf[crf]
+    assert encode_within(face, 10) == by_crf[DEFAULT_CRF]  # nothing fits: the refresh pictures' crf anyway
+    assert encode_within(face, 10**6, worst_crf=30) == encode_picture(face, 30)  # never worse than asked
 
 
 @pytest.mark.parametrize("make, match", [

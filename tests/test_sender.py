@@ -68,3 +68,18 @@ def test_a_sender_without_pictures_writes_frames_for_a_receiver_with_its_own(cli
     stats = [decode_control(p) for k, p in records if k == CONTROL][1].counts
     assert (stats["without_face"], stats["waiting_for_picture"], stats["sent"], stats["pictures"]) == (4, 0, 8, 0)
     assert sum(k == FRAME for k, _ in records) == 8
+
+
+def test_the_first_pictures_spend_a_second_of_the_budget_on_quality(clip, face_refs, tmp_path, tiny):
+    """Given pictures are coded at the best crf whose bytes fit --first-picture-s of --max-kbps."""
+    def picture_bytes(*extra: str) -> int:
+        out = tmp_path / "call.kpc"
+        assert sender_cli.main(["--source", str(clip), "--output", str(out), "--model", str(tiny["tiny"]),
+                                "--threads", "1", "--refs", str(face_refs), *extra]) == 0
+        stats = next(m for k, p in read_records(out) if k == CONTROL and isinstance(m := decode_control(p), Stats))
+        assert stats.counts["pictures"] == 1
+        return stats.counts["picture_bytes"]
+
+    at_the_crf = picture_bytes("--first-picture-s", "0")
+    assert picture_bytes() > at_the_crf  # 2 KB allowed at the default 16 kbps: a better picture
+    assert at_the_crf < picture_bytes("--max-kbps", "4") <= 500  # half a kilobyte allowed

@@ -8,6 +8,7 @@ from sender.good_frames import Candidate, StartPictures, checks_passed, choose
 from sender.pictures import SenderPictures
 from sender.refresh import RefreshPolicy, RefreshRule, estimated_loss_db
 from shared_model.media.crop import crop_image
+from shared_model.media.picture_codec import BEST_CRF, DEFAULT_CRF, encode_picture
 from shared_model.training.synthetic import talking_face
 from shared_model.wire.control import PictureAck
 from shared_model.wire.pictures import PictureOutbox
@@ -90,3 +91,16 @@ def test_frames_name_only_acknowledged_pictures_and_a_drift_queues_a_refresh():
     assert [pictures.choose(3 + i, grey(200), far_kp, st, 0.3 + 0.1 * i) for i in range(4)] == [first] * 4
     assert pictures.counts.refreshes == 1 and outbox.busy and outbox.usable() == {first}
     assert pictures.counts.pictures == 2
+
+
+def test_first_pictures_are_coded_within_their_bytes_and_refreshes_at_the_crf(face):
+    outbox = PictureOutbox()
+    pictures = SenderPictures(FakeExtractor(), 256, outbox, None, None, crf=DEFAULT_CRF, start_bytes=2 * 10**4)
+    pictures.send(face, first=True)
+    first_bytes = pictures.counts.picture_bytes
+    pictures.send(face)
+    assert first_bytes == len(encode_picture(face, BEST_CRF))
+    assert pictures.counts.picture_bytes - first_bytes == len(encode_picture(face, DEFAULT_CRF)) < first_bytes
+    unlimited = SenderPictures(FakeExtractor(), 256, PictureOutbox(), None, None, crf=DEFAULT_CRF)
+    unlimited.send(face, first=True)  # start_bytes 0: every picture at the crf
+    assert unlimited.counts.picture_bytes == len(encode_picture(face, DEFAULT_CRF))

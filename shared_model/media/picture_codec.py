@@ -25,6 +25,9 @@ PICTURE_CODEC = "av1"
 #: SVT-AV1 constant rate factor (0-63, lower is better): about 33 dB and 1 KB on 256 px face crops; the
 #: generator rebuilds frames from it within 0.25 dB of crf 35 at 43 % of the bytes (docs/wire-format.md).
 DEFAULT_CRF = 50
+#: The best crf a first picture may take when the budget allows (``encode_within``): it is sent once and most
+#: of a calm call is rebuilt from it; below 35 the rebuilt frames gain little for many more bytes (docs/call.md).
+BEST_CRF = 35
 #: SVT-AV1 speed preset: 6 is within 5 % of the bytes of the slow presets, at about 20 ms a picture.
 PRESET = 6
 
@@ -43,6 +46,16 @@ def encode_picture(image: np.ndarray, crf: int = DEFAULT_CRF) -> bytes:
         enc.time_base = Fraction(1, 25)
         enc.options = {"crf": str(crf), "preset": str(PRESET)}
         return b"".join(bytes(p) for p in [*enc.encode(frame), *enc.encode(None)])
+
+
+def encode_within(image: np.ndarray, max_bytes: int, worst_crf: int = DEFAULT_CRF) -> bytes:
+    """The picture at the best crf of BEST_CRF, BEST_CRF + 5, ... whose bytes fit ``max_bytes``, else at
+    ``worst_crf`` whatever its size (at most four encodes of about 20 ms)."""
+    for crf in range(min(BEST_CRF, worst_crf), worst_crf, 5):
+        data = encode_picture(image, crf)
+        if len(data) <= max_bytes:
+            return data
+    return encode_picture(image, worst_crf)
 
 
 @contextmanager
