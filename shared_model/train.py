@@ -29,7 +29,8 @@ from .training.distill import distill_detector
 from .training.losses import LossWeights
 from .media.metrics import psnr
 from .runtime.inference import spread_subset
-from .nets.model import CodecModel, build_model, copy_matching, load_model, pick_device, read_weights, save_model
+from .nets.model import (CodecModel, WeightsError, build_model, copy_matching, load_model, pick_device, read_weights,
+                         save_model)
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +251,12 @@ def train(opts: TrainOptions, model_cfg: ModelConfig | None = None, weights: Los
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(ckpt["model_state"])
+        try:
+            model.load_state_dict(ckpt["model_state"])
+        except RuntimeError:  # its message lists every tensor: hundreds of lines
+            raise WeightsError(f"{ckpt_path} does not fit the network built from --init {opts.init} (did those "
+                               "weights change since the run began?): move the run folder away to start "
+                               "again") from None
         opt.load_state_dict(ckpt["optimizer"])
         step, elapsed, history = ckpt["step"], ckpt["elapsed"], ckpt["history"]
         log.info("resumed from %s at step %d", ckpt_path, step)
@@ -385,7 +391,11 @@ def parse_args(argv: list[str] | None) -> TrainOptions:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    summary = train(parse_args(argv))
+    try:
+        summary = train(parse_args(argv))
+    except WeightsError as exc:
+        log.error("%s", exc)
+        return 2
     log.info("done: %d steps in %.1f min", summary["steps"], summary["elapsed_s"] / 60)
     return 0
 

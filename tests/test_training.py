@@ -1,10 +1,11 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from shared_model.nets.model import TPSModel, load_model
+from shared_model.nets.model import TPSModel, WeightsError, load_model
 from shared_model.train import TrainOptions, load_caches, train
 from shared_model.training.data import FrameCache, PairSampler, prepare
 from shared_model.training.losses import LossWeights, reconstruction_loss
@@ -63,6 +64,9 @@ def test_short_training_lowers_the_loss_and_resumes(cache, tmp_path, small_confi
     assert (tmp_path / "run" / "val_000060.png").is_file()
     best = max(resumed["history"], key=lambda h: h["val_psnr"])  # validations at steps 0, 60 and 70
     assert load_model(tmp_path / "run" / "best.pt").meta["steps"] == best["step"]
+    # A checkpoint that no longer fits the network (its --init changed since) is a clear error, not a dump.
+    with pytest.raises(WeightsError, match="checkpoint.pt does not fit"):
+        train(TrainOptions(**{**opts.__dict__, "steps": 80}), replace(small_config, kp_channels=(8, 16, 16)))
 
 
 def test_keypoint_noise_reaches_the_generator_only_in_training(small_config, monkeypatch):
