@@ -78,7 +78,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "this much PSNR against a fresh one for %g s (default %%(default)s; 0: never)"
                         % RefreshRule.hold_s)
     g.add_argument("--picture-crf", type=int, default=DEFAULT_CRF,
-                   help="AV1 quality of the pictures, 0-63, lower is better (default %(default)s)")
+                   help="AV1 quality of refreshes (and of first pictures the budget does not pay better for), "
+                        "0-63, lower is better (default %(default)s)")
     g.add_argument("--first-picture-s", type=float, default=FIRST_PICTURE_S, metavar="S",
                    help="the first pictures may each take S seconds of the budget: coded at the best crf from "
                         f"{BEST_CRF} to --picture-crf whose bytes fit (default %(default)s; 0: at --picture-crf)")
